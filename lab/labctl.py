@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """The lab's hosts: podman containers with systemd, one per inventory host.
 
     labctl.py preflight                 one-line answers to "can this machine run the lab?"
@@ -58,7 +57,7 @@ def podman(*args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
 
 
 # ---------------------------------------------------------------------------------------------- preflight
-def preflight(_: argparse.Namespace) -> None:
+def preflight(args: argparse.Namespace | None) -> None:
     if os.geteuid() != 0:
         raise LabError("the lab needs root (rootful podman with systemd containers): run `sudo make lab`")
     if not shutil.which("podman"):
@@ -79,11 +78,11 @@ def image_ref() -> str:
     return f"{IMAGE_NAME}:{hashlib.sha256(recipe).hexdigest()[:12]}"
 
 
-def print_image_ref(_: argparse.Namespace) -> None:
+def print_image_ref(args: argparse.Namespace) -> None:
     print(image_ref())
 
 
-def image(_: argparse.Namespace) -> None:
+def image(args: argparse.Namespace) -> None:
     ref = image_ref()
     if podman("image", "exists", ref, check=False).returncode == 0:
         print(f"image: {ref} already built")

@@ -1,8 +1,7 @@
-#!/usr/bin/env python3
 """Keep each role's README variables section and defaults equal to its meta/argument_specs.yml.
 
-    tools/role_docs.py            rewrite the section between the markers in every roles/*/README.md
-    tools/role_docs.py --check    exit 1 and name what is stale (run by tests/unit/test_role_specs.py)
+    python3 tools/role_docs.py            rewrite the section between the markers in every roles/*/README.md
+    python3 tools/role_docs.py --check    exit 1 and name what is stale (run by tests/unit/test_role_specs.py)
 
 The argument specs are the one source: Ansible validates role inputs against them before any task runs, so
 the README generated from them cannot drift from what the role accepts.
