@@ -496,7 +496,8 @@ class HAProxyClient:
         read_back = self.current_state()
         if rejected:
             detail = "; ".join(f"{command!r}: {answer.strip()!r}" for command, answer in rejected)
-            hint = " (the stats socket needs 'level admin')" if any("ermission" in answer for _cmd, answer in rejected) else ""
+            denied = any("ermission" in answer for _cmd, answer in rejected)
+            hint = " (the stats socket needs 'level admin')" if denied else ""
             raise HAProxyCommandError(
                 rejected[0][0],
                 rejected[0][1],
