@@ -39,9 +39,10 @@ class LabError(Exception):
     """A problem the user can act on: printed as one line, exit status 1."""
 
 
-def run(cmd: list[str], check: bool = True, timeout: int = RUN_TIMEOUT) -> subprocess.CompletedProcess[str]:
+def run(cmd: list[str], check: bool = True, timeout: int = RUN_TIMEOUT,
+        cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False)
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, check=False, cwd=cwd)
     except FileNotFoundError as exc:
         raise LabError(f"{cmd[0]} is not installed: run `make lab` (it installs the host packages) as root") from exc
     except subprocess.TimeoutExpired as exc:
@@ -96,7 +97,8 @@ def image(args: argparse.Namespace) -> None:
 def load_inventory(path: str) -> dict:
     venv_exe = ROOT / ".venv" / "bin" / "ansible-inventory"
     exe = str(venv_exe) if venv_exe.exists() else (shutil.which("ansible-inventory") or "ansible-inventory")
-    data = json.loads(run([exe, "-i", path, "--list"]).stdout)
+    # from the checkout, where ansible.cfg and its relative vault password path apply
+    data = json.loads(run([exe, "-i", str(Path(path).resolve()), "--list"], cwd=ROOT).stdout)
     groups = {name: sorted(body.get("hosts", [])) for name, body in data.items()
               if name != "_meta" and isinstance(body, dict)}
     hosts = sorted({host for members in groups.values() for host in members})

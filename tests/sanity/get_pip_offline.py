@@ -8,11 +8,10 @@ PyPI (which is reachable). tests/run.sh copies it into ansible-test's cache befo
 
 from __future__ import annotations
 
+import ensurepip
 import glob
 import os
 import sys
-
-import ensurepip
 
 bundled = sorted(glob.glob(os.path.join(os.path.dirname(ensurepip.__file__), "_bundled", "pip-*.whl")))
 if not bundled:
