@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
+# Stage functions are called indirectly (by name, through `stage`), which shellcheck cannot see:
+# shellcheck disable=SC2317
 # The test suite behind `make test` (and so .ci/run): each stage timed, every stage run even when one fails,
 # a summary at the end, exit status 1 when any stage failed. Lab test containers are removed on exit, whatever
 # happened. Run one stage with `tests/run.sh lint|sanity|build|unit|molecule [scenario ...]`.
 set -uo pipefail
 
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 2
 ROOT=$PWD
 BIN=$ROOT/.venv/bin
 export PATH=$BIN:$PATH
@@ -27,8 +29,9 @@ stage() {  # stage NAME COMMAND...: run, time, record
   "$@"
   rc=$?
   end=$(date +%s)
-  RESULTS+=("$(printf '%-10s %-6s %5ss' "$name" "$([ $rc -eq 0 ] && echo ok || echo FAILED)" "$((end - start))")")
-  [ $rc -eq 0 ] || failed=1
+  local verdict=FAILED
+  if [ "$rc" -eq 0 ]; then verdict=ok; else failed=1; fi
+  RESULTS+=("$(printf '%-10s %-6s %5ss' "$name" "$verdict" "$((end - start))")")
   return 0
 }
 
@@ -36,10 +39,13 @@ SCENARIOS_RUN=()
 cleanup() {
   # Only the hosts of the scenarios this run started (platforms are named strata-<scenario>-<host>), so a
   # concurrent run of other scenarios is left alone.
-  local scenario ids
+  local scenario
+  local -a ids
   for scenario in "${SCENARIOS_RUN[@]}"; do
-    ids=$(podman ps -aq --filter label=owner=molecule --filter name="^strata-${scenario}-" 2>/dev/null)
-    [ -n "$ids" ] && podman rm -f -t 5 $ids >/dev/null 2>&1
+    mapfile -t ids < <(podman ps -aq --filter label=owner=molecule --filter name="^strata-${scenario}-" 2>/dev/null)
+    if [ ${#ids[@]} -gt 0 ]; then
+      podman rm -f -t 5 "${ids[@]}" >/dev/null 2>&1
+    fi
   done
   return 0
 }
@@ -51,7 +57,7 @@ lint() {
   local r1=$?
   ansible-lint --offline
   local r2=$?
-  [ $r1 -eq 0 ] && [ $r2 -eq 0 ]
+  [ "$r1" -eq 0 ] && [ "$r2" -eq 0 ]
 }
 
 sanity() {
@@ -60,8 +66,11 @@ sanity() {
   local tree core venv=$ROOT/.cache/sanity-venv
   core=$(grep -E '^ansible-core==' requirements.txt)
   if [ ! -x "$venv/bin/ansible-test" ] || ! "$venv/bin/pip" freeze 2>/dev/null | grep -qx "$core"; then
-    python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --upgrade pip && "$venv/bin/pip" install --quiet "$core" \
-      || { echo "sanity: could not create $venv"; return 1; }
+    if ! { python3 -m venv "$venv" && "$venv/bin/pip" install --quiet --upgrade pip \
+           && "$venv/bin/pip" install --quiet "$core"; }; then
+      echo "sanity: could not create $venv"
+      return 1
+    fi
   fi
   local pip_version
   pip_version=$("$venv/bin/python" -c 'from ansible_test._internal.python_requirements import get_venv_packages as g; import inspect, re; print(re.search(r"pip=.([0-9.]+)", inspect.getsource(g)).group(1))')
@@ -75,7 +84,7 @@ sanity() {
     && PATH=$venv/bin:$PATH "$venv/bin/ansible-test" sanity --local --python 3.11 --requirements --color no)
   local rc=$?
   rm -rf "$tree"
-  return $rc
+  return "$rc"
 }
 
 build() {
@@ -88,18 +97,18 @@ build() {
     && grep -q '^strata.deploy.common' "$out/roles.txt" \
     && ANSIBLE_COLLECTIONS_PATH=$out/install ansible-doc -t role strata.deploy.common >/dev/null
   rc=$?
-  [ $rc -eq 0 ] && echo "built $(basename "$out"/strata-deploy-*.tar.gz); installed; ansible-doc reads its roles"
+  [ "$rc" -eq 0 ] && echo "built $(basename "$out"/strata-deploy-*.tar.gz); installed; ansible-doc reads its roles"
   rm -rf "$out"
-  return $rc
+  return "$rc"
 }
 
 unit() {
   PYTHONPATH=$ROOT/.cache/collections pytest tests/unit -q -p no:cacheprovider
   local rc=$?
-  if [ $rc -eq 5 ]; then
+  if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure here (tests/unit must hold real tests)"
   fi
-  return $rc
+  return "$rc"
 }
 
 molecule_one() {  # molecule_one SCENARIO: its own log; prints one line
@@ -107,10 +116,12 @@ molecule_one() {  # molecule_one SCENARIO: its own log; prints one line
   start=$(date +%s)
   molecule test -s "$scenario" >"$LOGDIR/molecule-$scenario.log" 2>&1
   rc=$?
+  local verdict=FAILED
+  [ "$rc" -eq 0 ] && verdict=ok
   printf 'molecule %-24s %-6s %5ss  (log: tests/output/logs/molecule-%s.log)\n' "$scenario" \
-    "$([ $rc -eq 0 ] && echo ok || echo FAILED)" "$(($(date +%s) - start))" "$scenario"
-  [ $rc -eq 0 ] || tail -n 60 "$LOGDIR/molecule-$scenario.log"
-  return $rc
+    "$verdict" "$(($(date +%s) - start))" "$scenario"
+  [ "$rc" -eq 0 ] || tail -n 60 "$LOGDIR/molecule-$scenario.log"
+  return "$rc"
 }
 
 molecule_all() {
