@@ -24,7 +24,9 @@ from typing import TYPE_CHECKING, Any
 
 from ansible_collections.strata.deploy.plugins.module_utils._files import atomic_write
 from ansible_collections.strata.deploy.plugins.module_utils._traffic.errors import (
+    TrafficConflictError,
     TrafficSpecError,
+    TrafficVerifyError,
     UnknownTargetError,
 )
 from ansible_collections.strata.deploy.plugins.module_utils._traffic.state import (
@@ -33,7 +35,6 @@ from ansible_collections.strata.deploy.plugins.module_utils._traffic.state impor
     READY,
     Change,
     DiffRow,
-    Mismatch,
     ServerState,
     changes_as_state,
     compute_changes,
@@ -87,16 +88,12 @@ class HAProxyCommandError(HAProxyError):
         super().__init__(message or f"haproxy answered {answer.strip()!r} to {command!r}")
 
 
-class HAProxyConflictError(HAProxyError):
-    """A server no longer shows the state the changes were computed from (someone else changed it)."""
+class HAProxyConflictError(HAProxyError, TrafficConflictError):
+    """A server no longer shows the state the changes were computed from."""
 
 
-class HAProxyVerifyError(HAProxyError):
+class HAProxyVerifyError(HAProxyError, TrafficVerifyError):
     """The commands were accepted but the read-back state differs from the desired state."""
-
-    def __init__(self, mismatches: Sequence[Mismatch]) -> None:
-        self.mismatches = list(mismatches)
-        super().__init__("read-back differs from the desired state: " + "; ".join(str(m) for m in mismatches))
 
 
 @dataclass(frozen=True)

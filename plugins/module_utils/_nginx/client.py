@@ -33,7 +33,9 @@ from typing import TYPE_CHECKING, Any
 
 from ansible_collections.strata.deploy.plugins.module_utils._files import atomic_write
 from ansible_collections.strata.deploy.plugins.module_utils._traffic.errors import (
+    TrafficConflictError,
     TrafficSpecError,
+    TrafficVerifyError,
     UnknownTargetError,
 )
 from ansible_collections.strata.deploy.plugins.module_utils._traffic.state import (
@@ -43,7 +45,6 @@ from ansible_collections.strata.deploy.plugins.module_utils._traffic.state impor
     SERVER_STATES,
     Change,
     DiffRow,
-    Mismatch,
     ServerState,
     changes_as_state,
     compute_changes,
@@ -91,16 +92,12 @@ class NginxConfigError(NginxCommandError):
     """``nginx -t`` rejected the new file; the previous file was restored."""
 
 
-class NginxConflictError(NginxError):
+class NginxConflictError(NginxError, TrafficConflictError):
     """A server no longer shows the state the changes were computed from."""
 
 
-class NginxVerifyError(NginxError):
+class NginxVerifyError(NginxError, TrafficVerifyError):
     """The file read back differs from the desired state."""
-
-    def __init__(self, mismatches: Sequence[Mismatch]) -> None:
-        self.mismatches = list(mismatches)
-        super().__init__("read-back differs from the desired state: " + "; ".join(str(m) for m in mismatches))
 
 
 @dataclass(frozen=True)

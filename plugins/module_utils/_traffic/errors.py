@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 
 class TrafficError(Exception):
     """Base class of every error raised by ``_traffic``."""
@@ -32,3 +34,15 @@ class JournalError(TrafficError):
         self.where = where
         self.message = message
         super().__init__(f"rollout journal {where}: {message}")
+
+
+class TrafficConflictError(TrafficError):
+    """A server no longer shows the state the changes were computed from (someone else changed it)."""
+
+
+class TrafficVerifyError(TrafficError):
+    """The provider accepted the change but the state read back differs from the desired state."""
+
+    def __init__(self, mismatches: Sequence[object]) -> None:  # state.Mismatch values
+        self.mismatches = list(mismatches)
+        super().__init__("read-back differs from the desired state: " + "; ".join(str(m) for m in mismatches))
