@@ -19,6 +19,26 @@ else
   wanted=("${python_pkgs[@]}" "${lab_pkgs[@]}" "${test_pkgs[@]}")
 fi
 
+# Every container runs its own systemd, and each takes several inotify instances from the machine's per-user
+# limit (root's, shared by all rootful containers). Debian's default of 128 runs out at about 20 containers:
+# systemd then logs "Failed to create inotify object: Too many open files" and its boot hangs with every job
+# waiting. Raise it (machine-wide, harmless) when it is lower; say so when that is not permitted.
+raise_limit() {  # raise_limit KEY MINIMUM
+  local file=/proc/sys/${1//.//} current
+  current=$(cat "$file" 2>/dev/null || echo 0)
+  if [ "$current" -lt "$2" ]; then
+    if echo "$2" >"$file" 2>/dev/null; then
+      echo "host-deps: raised $1 from $current to $2 (many systemd containers)"
+    else
+      echo "host-deps: warning: $1 is $current and cannot be raised here; more than ~20 lab containers at once will hang at boot" >&2
+    fi
+  fi
+}
+if [ "${1:-}" != "--python-only" ] && [ "$(id -u)" -eq 0 ]; then
+  raise_limit fs.inotify.max_user_instances 2048
+  raise_limit fs.inotify.max_user_watches 524288
+fi
+
 missing=()
 for pkg in "${wanted[@]}"; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
