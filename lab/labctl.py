@@ -258,7 +258,8 @@ def summary(args: argparse.Namespace) -> None:
             state = containers.get(host, {}).get("State", "missing")
             print(f"    {host:<{width}}  {addresses.get(host, '-'):<15}  {state}")
     for host in groups.get("lb", []):
-        print(f"Load balancer {host}: https://{addresses.get(host)}/ (self-signed lab CA)")
+        # The certificate names the host's address; the CA is the lab's own (strata.deploy.pki, .pki/lab).
+        print(f"Load balancer {host}: curl --cacert .pki/lab/ca.crt https://{addresses.get(host)}/version")
     for host in groups.get("monitoring", []):
         print(f"Monitoring {host}: Prometheus https://{addresses.get(host)}:9090/, "
               f"Alertmanager https://{addresses.get(host)}:9093/ (once those roles are applied)")
