@@ -105,7 +105,7 @@ def test_endpoints_answer_with_the_version() -> None:
 
 def test_metrics_count_requests_by_version_path_and_code() -> None:
     with running() as app:
-        for _ in range(3):
+        for _request in range(3):
             app.get("/")
         app.get("/nope")
         status, metrics, headers = app.get("/metrics")
@@ -121,10 +121,10 @@ def test_metrics_count_requests_by_version_path_and_code() -> None:
 
 def test_error_rate_one_answers_500_on_root_only() -> None:
     with running(APP_ERROR_RATE="1.0") as app:
-        codes = {app.get("/")[0] for _ in range(5)}
+        codes = {app.get("/")[0] for _request in range(5)}
         assert codes == {500}
         assert app.get("/health")[0] == 200
-        _, metrics, _ = app.get("/metrics")
+        metrics = app.get("/metrics")[1]
         assert 'strata_demo_http_requests_total{code="500",path="/",version="9.9.9-test"} 5.0' in metrics
 
 
