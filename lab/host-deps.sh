@@ -11,7 +11,8 @@ die() { echo "host-deps: $*" >&2; exit 1; }
 
 python_pkgs=(python3-venv python3-dev gcc git rsync)
 lab_pkgs=(podman runc conmon netavark aardvark-dns iptables debootstrap uidmap ca-certificates)
-test_pkgs=(haproxy nginx wrk prometheus prometheus-alertmanager openssl curl jq shellcheck python3-prometheus-client)
+test_pkgs=(haproxy nginx wrk prometheus prometheus-alertmanager openssl curl jq shellcheck python3-prometheus-client
+  redis-server redis-sentinel redis-tools)
 
 if [ "${1:-}" = "--python-only" ]; then
   wanted=("${python_pkgs[@]}")
