@@ -262,7 +262,8 @@ def summary(args: argparse.Namespace) -> None:
         print(f"Load balancer {host}: curl --cacert .pki/lab/ca.crt https://{addresses.get(host)}/version")
     for host in groups.get("monitoring", []):
         print(f"Monitoring {host}: Prometheus https://{addresses.get(host)}:9090/, "
-              f"Alertmanager https://{addresses.get(host)}:9093/ (once those roles are applied)")
+              f"Alertmanager https://{addresses.get(host)}:9093/ "
+              "(CA .pki/lab/ca.crt, user admin, password in the lab vault)")
     print("A shell on a host:   podman exec -it HOST bash")
     print(f"Ad-hoc Ansible:      .venv/bin/ansible all -i {args.inventory} -m ansible.builtin.ping")
     print("Tear it all down:    make lab-down")
