@@ -77,7 +77,8 @@ _value:
 """
 
 BCRYPT_PREFIXES = ("$2a$", "$2b$", "$2y$")
-MIN_COST, MAX_COST = 4, 31
+MIN_COST = 4
+MAX_COST = 31
 
 
 def _backend() -> tuple[Callable[[str, int], str], Callable[[str, str], bool]]:

@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Test-only webhook receiver for the monitoring scenario: records every POST body, one JSON line per request.
 
     webhook_sink.py ADDRESS PORT OUTFILE

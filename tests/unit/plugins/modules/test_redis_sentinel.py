@@ -32,7 +32,9 @@ def _load_lab() -> Any:
 
 lab_module = _load_lab()
 redis_lab = lab_module.redis_lab
-ADMIN, SENTINEL, MASTER_NAME = lab_module.ADMIN, lab_module.SENTINEL, lab_module.MASTER_NAME
+ADMIN = lab_module.ADMIN
+SENTINEL = lab_module.SENTINEL
+MASTER_NAME = lab_module.MASTER_NAME
 wait_until = lab_module.wait_until
 ROTATED = "rotated-2"
 WRONG = "wrong"
