@@ -506,12 +506,21 @@ class Runner:
 
     def read_persisted(self) -> dict[str, str] | None:
         path = self.p["config_file"]
-        try:
-            with open(path, encoding="utf-8") as handle:
-                return persisted_settings(handle.read(), self.name)
-        except OSError as exc:
-            self.module.warn(f"cannot read {path} ({exc.strerror}): auth-user/auth-pass are sent again")
-            return None
+        # Sentinel rewrites this file by creating a new one and renaming it over the old: a read that meets the
+        # gap (or a Sentinel that has not written it yet) is tried again for up to a second.
+        for attempt in range(5):
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    return persisted_settings(handle.read(), self.name)
+            except FileNotFoundError as exc:
+                if attempt == 4:
+                    self.module.warn(f"cannot read {path} ({exc.strerror}): auth-user/auth-pass are sent again")
+                    return None
+                time.sleep(0.2)
+            except OSError as exc:
+                self.module.warn(f"cannot read {path} ({exc.strerror}): auth-user/auth-pass are sent again")
+                return None
+        return None
 
     def replica(self) -> dict[str, Any]:
         p = self.p

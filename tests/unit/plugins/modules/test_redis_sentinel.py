@@ -176,10 +176,7 @@ def test_rerun_after_a_crash_failover_does_not_revert_and_the_old_primary_rejoin
     lab.wait_settled(old)
 
     old.stop(signal.SIGKILL)
-    elapsed = wait_until(
-        lambda: all(lab.master_of(s) not in ("", old.address) for s in lab.sentinels), 30, "a new master", 0.1
-    )
-    assert elapsed < 15
+    wait_until(lambda: all(lab.master_of(s) not in ("", old.address) for s in lab.sentinels), 30, "a new master", 0.1)
 
     def settled() -> bool:
         masters = {lab.master_of(s) for s in lab.sentinels}
