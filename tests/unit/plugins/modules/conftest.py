@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from ansible.module_utils import _internal as module_internal
+from ansible.module_utils.common import warnings as module_warnings
 from ansible.module_utils.testing import patch_module_args
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
@@ -69,11 +71,19 @@ class ModuleRun:
 
 
 @pytest.fixture
-def run_module(capsys: pytest.CaptureFixture[str]) -> Callable[..., ModuleRun]:
-    """``run_module(main, args, check=False, diff=False)``: call ``main()`` with ``args`` and return its result."""
+def run_module(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> Callable[..., ModuleRun]:
+    """``run_module(main, args, check=False, diff=False)``: call ``main()`` with ``args`` and return its result.
+
+    The module runs as it would on a target: any controller-side import in this pytest process (the action
+    plugin tests import ansible.plugins) sets ``is_controller``, which sends ``module.warn()`` to the controller's
+    display instead of the result, so it is reset here; and the warnings an earlier run recorded are dropped,
+    so a result holds only its own run's warnings."""
+    monkeypatch.setattr(module_internal, "is_controller", False)
 
     def run(main: Callable[[], None], args: dict[str, Any], *, check: bool = False, diff: bool = False) -> ModuleRun:
         capsys.readouterr()  # drop whatever an earlier step printed
+        module_warnings._global_warnings.clear()
+        module_warnings._global_deprecations.clear()
         full = dict(args, _ansible_check_mode=check, _ansible_diff=diff)
         with patch_module_args(full), pytest.raises(SystemExit) as exited:
             main()

@@ -161,6 +161,8 @@ def test_the_sentinels_peer_password_is_set_only_when_it_differs(redis_lab, run_
 def test_an_unreadable_config_file_sends_auth_again_with_a_warning(redis_lab, run_module, tmp_path):
     lab = redis_lab
     converge(lab, run_module)
+    # The file is read only for a master the Sentinel already monitors: make sure it answers for it first.
+    wait_until(lambda: lab.master_of(lab.sentinels[0]) != "", 10, "the Sentinel to report the master", 0.1)
     run = run_module(redis_sentinel.main, monitor_args(lab, lab.sentinels[0], config_file=str(tmp_path / "missing")))
     assert run.result["changed"] is True
     assert "auth-user/auth-pass are sent again" in str(run.result.get("warnings")), run.result
@@ -187,6 +189,12 @@ def test_rerun_after_a_crash_failover_does_not_revert_and_the_old_primary_rejoin
     new = lab.node_by_address(lab.master_of(lab.sentinels[0]))
     assert new is not old
     wait_until(lambda: lab.role(new)[0] == "master", 10, "the promoted node to report role master")
+    # Sentinel points the other live replica at the new master on its own, a moment later (slower under load):
+    # the re-run below must find the failover finished, not race it.
+    for node in lab.nodes[1:]:
+        if node is not new:
+            wait_until(lambda n=node: lab.role(n)[:3] == ["slave", "127.0.0.1", str(new.port)], 30,
+                       "the other replica to follow the new master", 0.1)
 
     # the role re-run on the live hosts: no change, the master stays the new one
     for sentinel in lab.sentinels:
