@@ -129,8 +129,14 @@ molecule_all() {
   export STRATA_LAB_IMAGE
   local scenarios=("$@")
   if [ ${#scenarios[@]} -eq 0 ]; then
-    mapfile -t scenarios < <(find extensions/molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
+    # Longest first (by the last CI run's times), so that the slots finish close together; a scenario not in
+    # the list is new and runs first, as it may be the longest.
+    local known=(traffic monitoring haproxy nginx postgresql app redis common) found=()
+    mapfile -t found < <(find extensions/molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
       -printf '%h\n' | xargs -n1 basename | sort)
+    local s
+    for s in "${found[@]}"; do [[ " ${known[*]} " == *" $s "* ]] || scenarios+=("$s"); done
+    for s in "${known[@]}"; do [[ " ${found[*]} " == *" $s "* ]] && scenarios+=("$s"); done
   fi
   SCENARIOS_RUN=("${scenarios[@]}")
   echo "scenarios (${#scenarios[@]}, $MOLECULE_JOBS at a time): ${scenarios[*]}"
