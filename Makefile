@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH            := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help host-deps venv collection-link image lab lab-up lab-down lab-status test lint sanity unit molecule \
-        build clean
+        build clean bench-traffic
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -70,3 +70,7 @@ build: venv  ## build the collection tarball into build/
 
 clean:  ## remove build output (not the lab: use lab-down)
 	rm -rf build .cache tests/output
+
+bench-traffic: host-deps venv collection-link  ## traffic benchmark on 127.0.0.1 vs community.general.haproxy (QUICK=1: ~3 min)
+	@mkdir -p bench/results
+	$(BIN)/python bench/traffic.py $(if $(QUICK),--quick) --json bench/results/traffic.json --plot bench/results/traffic.png
