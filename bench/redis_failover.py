@@ -96,12 +96,26 @@ def bring_up() -> None:
         if podman("ps", "-aq", "--filter", f"name=^{name}$").strip():
             raise SystemExit(f"{name} exists already: remove it (podman rm -f {name}) or pass --reuse")
         podman(
-            "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK, "--label", LABEL,
-            "--cap-add", "SYS_ADMIN,SYS_PTRACE", "--systemd=always", image, "/sbin/init",
+            "run",
+            "-d",
+            "--name",
+            name,
+            "--hostname",
+            name,
+            "--network",
+            NETWORK,
+            "--label",
+            LABEL,
+            "--cap-add",
+            "SYS_ADMIN,SYS_PTRACE",
+            "--systemd=always",
+            image,
+            "/sbin/init",
         )
     for name in NAMES:
-        state = podman("exec", name, "timeout", "120", "systemctl", "is-system-running", "--wait",
-                       timeout=130, check=False).strip()
+        state = podman(
+            "exec", name, "timeout", "120", "systemctl", "is-system-running", "--wait", timeout=130, check=False
+        ).strip()
         if state not in ("running", "degraded"):
             raise SystemExit(f"{name}: systemd is {state!r} after 120 s")
     log(f"3 containers up on network {NETWORK}: {', '.join(NAMES)}")
@@ -111,8 +125,9 @@ def tear_down() -> None:
     for name in NAMES:
         if podman("ps", "-aq", "--filter", f"name=^{name}$", "--filter", f"label={LABEL}", check=False).strip():
             podman("rm", "-f", "-t", "5", name, check=False)
-    if podman("network", "ls", "-q", "--filter", f"name=^{NETWORK}$", "--filter", f"label={LABEL}",
-              check=False).strip():
+    if podman(
+        "network", "ls", "-q", "--filter", f"name=^{NETWORK}$", "--filter", f"label={LABEL}", check=False
+    ).strip():
         podman("network", "rm", NETWORK, check=False)
     log("containers and network of the benchmark removed")
 
@@ -128,27 +143,53 @@ def address(name: str) -> str:
 # -- converge the role -------------------------------------------------------------------------------------------
 def converge(workdir: Path, passwords: dict[str, str]) -> float:
     inventory = workdir / "inventory.yml"
-    inventory.write_text(json.dumps({"redis": {
-        "hosts": {n: {} for n in NAMES},
-        "vars": {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3",
-                 "redis_primary": NAMES[0], "redis_maxmemory": "256mb"},
-    }}))
+    inventory.write_text(
+        json.dumps(
+            {
+                "redis": {
+                    "hosts": {n: {} for n in NAMES},
+                    "vars": {
+                        "ansible_connection": "containers.podman.podman",
+                        "ansible_python_interpreter": "/usr/bin/python3",
+                        "redis_primary": NAMES[0],
+                        "redis_maxmemory": "256mb",
+                    },
+                }
+            }
+        )
+    )
     secrets_file = workdir / "secrets.json"
     secrets_file.write_text(json.dumps(passwords))
     secrets_file.chmod(0o600)
     playbook = workdir / "converge.yml"
-    playbook.write_text(json.dumps([{
-        "name": "Converge strata.deploy.redis for the benchmark", "hosts": "redis", "become": True,
-        "roles": [{"role": "strata.deploy.redis"}],
-    }]))
-    env = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-               ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"), ANSIBLE_NOCOLOR="1")
+    playbook.write_text(
+        json.dumps(
+            [
+                {
+                    "name": "Converge strata.deploy.redis for the benchmark",
+                    "hosts": "redis",
+                    "become": True,
+                    "roles": [{"role": "strata.deploy.redis"}],
+                }
+            ]
+        )
+    )
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
+        ANSIBLE_NOCOLOR="1",
+    )
     env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"
     log("converging strata.deploy.redis on the 3 containers (installs packages the first time)")
     start = time.monotonic()
     done = subprocess.run(
         ["ansible-playbook", "-i", str(inventory), str(playbook), "-e", f"@{secrets_file}"],
-        capture_output=True, text=True, timeout=900, check=False, env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+        env=env,
     )
     took = time.monotonic() - start
     recap = [line for line in done.stdout.splitlines() if " : ok=" in line]
@@ -178,8 +219,9 @@ class Cluster:
         seen = []
         for name in self.names:
             try:
-                reply = self.cmd(self.addr[name], 26379, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME,
-                                 timeout=0.5)
+                reply = self.cmd(
+                    self.addr[name], 26379, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME, timeout=0.5
+                )
                 seen.append(reply[0] if reply else "")
             except RedisError:
                 seen.append("")
@@ -241,8 +283,9 @@ class Writer(threading.Thread):
             try:
                 if client is None:
                     master = self.cluster.master()
-                    client = RedisClient(master, 6379, username=APP, password=self.cluster.app, timeout=0.5,
-                                         connect_retries=0)
+                    client = RedisClient(
+                        master, 6379, username=APP, password=self.cluster.app, timeout=0.5, connect_retries=0
+                    )
                     client.connect()
                 if self.wait:
                     replies = client.pipeline([("SET", key, n), ("WAIT", 1, self.wait_ms)])
@@ -348,29 +391,40 @@ def summary(rows: list[dict[str, Any]], label: str, timing: str) -> dict[str, An
 
 def show(s: dict[str, Any]) -> None:
     log(f"== {s['phase']} ({s['timing']}): {s['kills']} kills, {s['failed']} failed")
-    for key, what in (("first_sentinel", "first Sentinel advertises a new master"),
-                      ("all_sentinels", "every Sentinel advertises it"),
-                      ("writable", "new master accepts a write")):
+    for key, what in (
+        ("first_sentinel", "first Sentinel advertises a new master"),
+        ("all_sentinels", "every Sentinel advertises it"),
+        ("writable", "new master accepts a write"),
+    ):
         v = s[key]
         log(f"   {what:<42} p50 {v['p50']} s  p95 {v['p95']} s  p99 {v['p99']} s  max {v['max']} s")
-    log(f"   acknowledged writes lost without WAIT: {s['plain_lost']} of {s['plain_acked']} "
-        f"(max {s['plain_lost_per_kill_max']} per kill)")
-    log(f"   acknowledged writes lost with WAIT 1:  {s['wait_lost']} of {s['wait_acked']} "
-        f"(max {s['wait_lost_per_kill_max']} per kill)")
+    log(
+        f"   acknowledged writes lost without WAIT: {s['plain_lost']} of {s['plain_acked']} "
+        f"(max {s['plain_lost_per_kill_max']} per kill)"
+    )
+    log(
+        f"   acknowledged writes lost with WAIT 1:  {s['wait_lost']} of {s['wait_acked']} "
+        f"(max {s['wait_lost_per_kill_max']} per kill)"
+    )
 
 
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--kills", type=int, default=10, help="kills with the role's timing (1-50, default 10)")
-    parser.add_argument("--default-kills", type=int, default=3,
-                        help="kills with Redis's default Sentinel timing (0-20, default 3)")
-    parser.add_argument("--budget", type=float, default=600,
-                        help="seconds the default-timing kills may take in all (default 600)")
+    parser.add_argument(
+        "--default-kills", type=int, default=3, help="kills with Redis's default Sentinel timing (0-20, default 3)"
+    )
+    parser.add_argument(
+        "--budget", type=float, default=600, help="seconds the default-timing kills may take in all (default 600)"
+    )
     parser.add_argument("--rate", type=float, default=200, help="writes per second of each writer (default 200)")
     parser.add_argument("--wait-ms", type=int, default=100, help="WAIT timeout in ms (default 100)")
     parser.add_argument("--rejoin-timeout", type=float, default=90, help="seconds for the old master to rejoin")
-    parser.add_argument("--reuse", help="comma-separated names of 3 existing containers of the lab image "
-                        "(the role is converged on them again, with new passwords)")
+    parser.add_argument(
+        "--reuse",
+        help="comma-separated names of 3 existing containers of the lab image "
+        "(the role is converged on them again, with new passwords)",
+    )
     parser.add_argument("--keep", action="store_true", help="leave the containers and network in place")
     parser.add_argument("--json", type=Path, help="write every measurement here")
     args = parser.parse_args()
@@ -410,8 +464,10 @@ def default_phase(cluster: Cluster, args: argparse.Namespace, rows: list[dict[st
         if "error" in row:
             break
         if i < args.default_kills and spent / i * (i + 1) > args.budget:
-            log(f"stopping the default-timing phase after {i} kill(s): {spent:.0f} s spent, "
-                f"the next would exceed the {args.budget:.0f} s budget")
+            log(
+                f"stopping the default-timing phase after {i} kill(s): {spent:.0f} s spent, "
+                f"the next would exceed the {args.budget:.0f} s budget"
+            )
             break
     return summary([r for r in rows if r["phase"] == "default"], "default", default)
 
@@ -431,8 +487,10 @@ def main() -> int:
         if not args.reuse:
             bring_up()
         # Throwaway passwords of this run only (hex: valid for the role's preflight).
-        passwords = {f"redis_{u}_password": secrets.token_hex(16)
-                     for u in ("admin", "app", "replication", "sentinel", "exporter")}
+        passwords = {
+            f"redis_{u}_password": secrets.token_hex(16)
+            for u in ("admin", "app", "replication", "sentinel", "exporter")
+        }
         results["converge_seconds"] = round(converge(workdir, passwords), 1)
         cluster = Cluster(NAMES, passwords)
         if not cluster.healthy(cluster.master(), time.monotonic() + 60):
