@@ -13,7 +13,9 @@ this file only gives it a ``Port`` made of Ansible things:
   with ``ActionBase._execute_module``, so interpreter discovery, pipelining, temporary folders and become behave as
   for any task. The task's own host (or delegated host) uses the task's connection;
 - the provider modules set and read the weights (one module run per load balancer per step);
-- ``ansible.builtin.stat``/``slurp``/``file``/``copy`` read and write the journal on each load balancer;
+- ``ansible.builtin.stat``/``slurp``/``file``/``copy`` read and write the journal on each load balancer, unless the
+  provider keeps it itself (``Provider.journal_args_for``; ALB: tags on the rule, written by ``alb_traffic`` and
+  read by ``traffic_info``);
 - ``strata.deploy.prometheus_gate`` runs on the task's own host;
 - progress goes to ``Display.display`` (shown at once, while the task runs).
 """
@@ -242,7 +244,10 @@ class ActionModule(ActionBase):
             spec, options = self._inputs(args)
         except TrafficError as exc:
             raise AnsibleActionFail(f"{exc}; nothing was changed") from None
-        journal_path = args["journal_path"] or f"{JOURNAL_DIR}/{re.sub(r'[^A-Za-z0-9._-]', '_', spec.backend)}.json"
+        if spec.provider.journal_in_provider:
+            journal_path = f"kept by {spec.provider.name} with {spec.backend}"  # ALB: the rule's tags
+        else:
+            journal_path = args["journal_path"] or f"{JOURNAL_DIR}/{re.sub(r'[^A-Za-z0-9._-]', '_', spec.backend)}.json"
         targets: dict[str, Target] = {}
         try:
             for lb in args["load_balancers"]:
@@ -381,7 +386,30 @@ class LoadBalancers(ro.Port):
         self.journal_path = journal_path
 
     def load(self) -> dict[str, jr.Journal | None]:
+        if self.spec.provider.journal_in_provider:
+            return {lb: self._read_provider_journal(lb, target) for lb, target in self.targets.items()}
         return {lb: target.read_journal(self.journal_path) for lb, target in self.targets.items()}
+
+    def _read_provider_journal(self, lb: str, target: Target) -> jr.Journal | None:
+        """The journal the provider keeps (ALB: the rule's tags), from the info module's ``journals``."""
+        provider = self.spec.provider
+        backend = self.spec.backend
+        result = target.run_module(provider.info_module, provider.info_args(backend, self.options[lb]))
+        if _failed(result):
+            raise ro.RolloutError(
+                f"{lb}: reading the journal of {backend} with {provider.info_module} failed: {_message(result)}; "
+                "nothing was changed"
+            )
+        text = (result.get("journals") or {}).get(backend)
+        if text is None:
+            return None
+        try:
+            return jr.loads(text)
+        except JournalError as exc:
+            raise ro.RolloutError(
+                f"{lb}: the journal kept by {provider.name} for {backend} cannot be used ({exc}); nothing was changed. "
+                "Remove it after checking the traffic (strata.deploy.traffic_info) to start over"
+            ) from None
 
     def read(self) -> dict[str, ro.State]:
         provider = self.spec.provider
@@ -426,6 +454,17 @@ class LoadBalancers(ro.Port):
 
     def save(self, journal: jr.Journal) -> None:
         text = jr.dumps(journal)
+        provider = self.spec.provider
+        if provider.journal_args_for is not None:
+            for lb, target in self.targets.items():
+                args = provider.journal_args_for(self.spec.backend, text)
+                args.update({k: v for k, v in self.options[lb].items() if k in provider.set_options})
+                written = target.run_module(provider.set_module, args)
+                if _failed(written):
+                    raise ro.SaveError(
+                        f"{lb}: writing the journal with {provider.set_module} failed: {_message(written)}"
+                    )
+            return
         for target in self.targets.values():
             target.write_journal(self.journal_path, text)
 

@@ -67,10 +67,16 @@ options:
   provider:
     description:
       - The kind of load balancer. V(haproxy) drives the runtime API through M(strata.deploy.haproxy_servers);
-        V(nginx) rewrites the upstream file and reloads through M(strata.deploy.nginx_upstream).
+        V(nginx) rewrites the upstream file and reloads through M(strata.deploy.nginx_upstream); V(alb) sets the
+        target group weights of one ALB listener rule through M(strata.deploy.alb_traffic) (O(backend) is the rule
+        ARN, O(stable) and O(canary) target group names, the journal is kept in the rule's tags);
+        V(kubernetes) sets the backendRef weights of an HTTPRoute through M(strata.deploy.k8s_traffic) (O(backend)
+        is the route, O(stable) and O(canary) Service names, the journal is an annotation on the route).
+      - With V(alb) and V(kubernetes), O(load_balancers) names the host that calls the API (usually C(localhost))
+        and O(journal_path) is not used.
     type: str
     required: true
-    choices: [haproxy, nginx]
+    choices: [haproxy, nginx, alb, kubernetes]
   load_balancers:
     description:
       - Inventory names of the load balancers to change, in the order they are changed.
@@ -81,7 +87,11 @@ options:
     description:
       - Options passed to the provider modules on every load balancer. V(haproxy) takes C(socket), C(timeout) and
         C(state_file) (see M(strata.deploy.haproxy_servers)); V(nginx) takes C(path), C(test_command),
-        C(reload_command) and C(timeout) (see M(strata.deploy.nginx_upstream)).
+        C(reload_command) and C(timeout) (see M(strata.deploy.nginx_upstream)); V(alb) takes the AWS options
+        C(region), C(endpoint_url), C(access_key), C(secret_key), C(session_token), C(profile), C(validate_certs),
+        C(aws_timeout), C(aws_retries) and C(stickiness) (see M(strata.deploy.alb_traffic)); V(kubernetes) takes
+        C(namespace), C(kubeconfig), C(context), C(rule), C(timeout) and C(conflict_retries)
+        (see M(strata.deploy.k8s_traffic)).
       - An unknown name fails the task before anything is changed.
     type: dict
     default: {}
@@ -247,7 +257,7 @@ EXAMPLES = r"""
       queries:
         - name: error_ratio
           query: >-
-            sum(rate(strata_demo_http_requests_total{version="${version}",code=~"5.."}[${window}]))
+            (sum(rate(strata_demo_http_requests_total{version="${version}",code=~"5.."}[${window}])) or vector(0))
             / sum(rate(strata_demo_http_requests_total{version="${version}"}[${window}]))
           max: 0.01
     gate_retries: 3

@@ -22,6 +22,8 @@ description:
   - A query must return one number (a scalar or a vector of one series; aggregate with C(sum) etc.). An empty
     result or NaN is "no data". With O(samples_query), a canary (or baseline) with fewer than O(min_samples) samples
     is "no data" too, whatever the other values. O(no_data) decides what no data means.
+  - A ratio of error requests to all requests is empty, not 0, for a version that answered no error at all, since
+    it has no error series. Write its numerator as "(sum(rate(...)) or vector(0))", as the examples do.
   - The task does not fail when the gate does not pass (unless O(fail_on_failure=true)), the caller decides.
     A query Prometheus rejects, bad credentials, or Prometheus unreachable after O(retries) retries fail the task.
   - Never changes anything.
@@ -182,7 +184,7 @@ EXAMPLES = r"""
     queries:
       - name: error_ratio
         query: >-
-          sum(rate(app_requests_total{version="${version}",code=~"5.."}[${window}]))
+          (sum(rate(app_requests_total{version="${version}",code=~"5.."}[${window}])) or vector(0))
           / sum(rate(app_requests_total{version="${version}"}[${window}]))
         max: 0.01
         compare_to_baseline: true

@@ -46,7 +46,9 @@ from ansible_collections.strata.deploy.plugins.module_utils._traffic.plan import
 )
 from ansible_collections.strata.deploy.plugins.module_utils._traffic.state import READY, ServerState, parse_state
 from ansible_collections.strata.deploy.plugins.module_utils._traffic.weights import (
+    ALB,
     HAPROXY,
+    KUBERNETES,
     NGINX,
     WeightScale,
     server_weights,
@@ -118,6 +120,46 @@ def _nginx_set_args(backend: str, servers: dict[str, dict[str, Any]]) -> dict[st
     return {"upstream": backend, "servers": servers}
 
 
+def _alb_set_args(backend: str, servers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    # a target group has no admin state: the rollout's targets are always ``ready``, only weights are sent
+    return {"rule_arn": backend, "target_groups": {name: value["weight"] for name, value in servers.items()}}
+
+
+def _alb_info_args(backend: str) -> dict[str, Any]:
+    return {"provider": "alb", "backends": [backend]}
+
+
+def _alb_journal_args(backend: str, text: str) -> dict[str, Any]:
+    return {"rule_arn": backend, "journal": text}
+
+
+# The AWS options of alb_traffic and traffic_info (module_utils/_alb/module.py: aws_connection_spec).
+AWS_OPTIONS = (
+    "region",
+    "endpoint_url",
+    "access_key",
+    "secret_key",
+    "session_token",
+    "profile",
+    "validate_certs",
+    "aws_timeout",
+    "aws_retries",
+)
+
+
+def _k8s_set_args(backend: str, servers: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    # backend is the HTTPRoute's name, servers its backendRefs' Services; only weights are sent
+    return {"name": backend, "backends": {name: value["weight"] for name, value in servers.items()}}
+
+
+def _k8s_info_args(backend: str) -> dict[str, Any]:
+    return {"provider": "kubernetes", "backends": [backend]}
+
+
+def _k8s_journal_args(backend: str, text: str) -> dict[str, Any]:
+    return {"name": backend, "journal": text}
+
+
 def _haproxy_info_args(backend: str) -> dict[str, Any]:
     return {"provider": "haproxy", "backends": [backend]}
 
@@ -133,6 +175,10 @@ class Provider:
 
     A new provider (ALB, Kubernetes) is one client under ``module_utils/_<provider>``, one thin module, and one
     entry in ``PROVIDERS``; the state machine does not change.
+
+    The journal is a file on each load balancer unless ``journal_args_for`` is set: then it is kept by the
+    provider itself (ALB: tags on the rule), written by running ``set_module`` with ``journal_args_for(backend,
+    text)`` and read from ``info_module``'s result, ``journals[backend]``.
     """
 
     name: str
@@ -144,6 +190,11 @@ class Provider:
     set_args_for: Callable[[str, dict[str, dict[str, Any]]], dict[str, Any]]  # arguments without the options
     info_args_for: Callable[[str], dict[str, Any]]
     state_key: str = "read_back"  # the key of the set module's result that holds what the LB shows now
+    journal_args_for: Callable[[str, str], dict[str, Any]] | None = None  # None: a file on each load balancer
+
+    @property
+    def journal_in_provider(self) -> bool:
+        return self.journal_args_for is not None
 
     @property
     def options(self) -> tuple[str, ...]:
@@ -203,6 +254,28 @@ PROVIDERS: dict[str, Provider] = {
         info_options=("path",),
         set_args_for=_nginx_set_args,
         info_args_for=_nginx_info_args,
+    ),
+    "alb": Provider(
+        name="alb",
+        scale=ALB,
+        set_module="strata.deploy.alb_traffic",
+        info_module="strata.deploy.traffic_info",
+        set_options=(*AWS_OPTIONS, "stickiness"),
+        info_options=AWS_OPTIONS,
+        set_args_for=_alb_set_args,
+        info_args_for=_alb_info_args,
+        journal_args_for=_alb_journal_args,
+    ),
+    "kubernetes": Provider(
+        name="kubernetes",
+        scale=KUBERNETES,
+        set_module="strata.deploy.k8s_traffic",
+        info_module="strata.deploy.traffic_info",
+        set_options=("namespace", "kubeconfig", "context", "rule", "timeout", "conflict_retries"),
+        info_options=("namespace", "kubeconfig", "context", "rule"),
+        set_args_for=_k8s_set_args,
+        info_args_for=_k8s_info_args,
+        journal_args_for=_k8s_journal_args,
     ),
 }
 

@@ -151,7 +151,7 @@ def actions(journal):
         ({"stable": ["app1", "app1"]}, "stable[1]", "listed twice"),
         ({"backend": ""}, "backend", "name of the backend"),
         ({"rollout_id": " "}, "rollout_id", "non-empty"),
-        ({"provider": "f5"}, "provider", "haproxy, nginx"),
+        ({"provider": "f5"}, "provider", "alb, haproxy, kubernetes, nginx"),
         ({"gated": False, "steps": [10, {"weight": 100, "gate": True}]}, "steps[1].gate", "no gate is set"),
         ({"pause": "soon"}, "default_pause", "duration"),
         ({"gate_retries": -1}, "gate_retries", "0 or more"),
