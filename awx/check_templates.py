@@ -25,6 +25,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def survey_defaults(spec: dict[str, Any] | None) -> dict[str, Any]:
+    """The extra vars AWX sends when the survey is accepted as it stands."""
     values: dict[str, Any] = {}
     for question in (spec or {}).get("spec", []):
         default = question.get("default", "")

@@ -14,6 +14,7 @@ see docs/awx.md ("Checking the templates against the lab").
 from __future__ import annotations
 
 import importlib.metadata
+import importlib.util
 import json
 import os
 import re
@@ -26,6 +27,19 @@ import yaml
 ansible_runner = pytest.importorskip("ansible_runner", reason="ansible-runner is pinned in requirements.txt")
 
 ROOT = Path(__file__).resolve().parents[2]
+
+
+def _load_check_templates():
+    """awx/check_templates.py (not a package): its survey_defaults is the one both it and these tests use."""
+    spec = importlib.util.spec_from_file_location("strata_awx_check_templates", ROOT / "awx/check_templates.py")
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+# The extra vars AWX sends when the survey is accepted as it stands.
+survey_defaults = _load_check_templates().survey_defaults
 CONTROLLER = ROOT / "awx" / "controller"
 AWX_MODULES = ROOT / ".venv/lib/python3.11/site-packages/ansible_collections/awx/awx/plugins/modules"
 SURVEY_TYPES = {"text", "textarea", "password", "integer", "float", "multiplechoice", "multiselect"}
@@ -63,20 +77,6 @@ def workflow_node_options() -> set[str]:
 
 def node_options_of_template() -> set[str]:
     return set(_workflow_nodes_doc()["unified_job_template"]["suboptions"])
-
-
-def survey_defaults(spec: dict[str, Any] | None) -> dict[str, Any]:
-    """The extra vars AWX sends when the survey is accepted as it stands."""
-    values: dict[str, Any] = {}
-    for question in (spec or {}).get("spec", []):
-        default = question.get("default", "")
-        if question["type"] == "multiselect":
-            values[question["variable"]] = [v for v in str(default).split("\n") if v]
-        elif question["type"] == "integer":
-            values[question["variable"]] = int(default)
-        else:
-            values[question["variable"]] = default
-    return values
 
 
 def playbook_files(playbook: Path, seen: set[Path] | None = None) -> set[Path]:
