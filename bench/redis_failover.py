@@ -48,6 +48,7 @@ sys.path.insert(0, str(ROOT / ".cache" / "collections"))
 from ansible_collections.strata.deploy.plugins.module_utils._redis.client import (  # noqa: E402
     RedisClient,
     RedisError,
+    TLSOptions,
 )
 
 LABEL = "io.strata.bench=redis"
@@ -57,6 +58,7 @@ MASTER_NAME = "mymaster"
 ADMIN, APP = "strata-admin", "app"
 POLL = 0.1
 DEFAULT_TIMING = {"down-after-milliseconds": 30000, "failover-timeout": 180000}
+SENTINEL_PORT = 26379  # TLS only, as the role deploys it by default (tls-replication); Redis's plain port stays
 
 
 def log(message: str) -> None:
@@ -153,6 +155,8 @@ def converge(workdir: Path, passwords: dict[str, str]) -> float:
                         "ansible_python_interpreter": "/usr/bin/python3",
                         "redis_primary": NAMES[0],
                         "redis_maxmemory": "256mb",
+                        # the run's own CA (the role's default TLS): removed with the work folder
+                        "pki_ca_dir": str(workdir / "pki"),
                     },
                 }
             }
@@ -202,16 +206,20 @@ def converge(workdir: Path, passwords: dict[str, str]) -> float:
 
 # -- talking to Redis from this machine ---------------------------------------------------------------------------
 class Cluster:
-    def __init__(self, names: list[str], passwords: dict[str, str]) -> None:
+    def __init__(self, names: list[str], passwords: dict[str, str], ca_file: Path) -> None:
         self.names = names
         self.addr = {n: address(n) for n in names}
         self.host_of = {a: n for n, a in self.addr.items()}
         self.admin = passwords["redis_admin_password"]
         self.app = passwords["redis_app_password"]
+        self.sentinel_tls = TLSOptions(ca_file=str(ca_file))
 
     def cmd(self, host: str, port: int, *args: Any, user: str = ADMIN, timeout: float = 1.0) -> Any:
         password = self.admin if user == ADMIN else self.app
-        with RedisClient(host, port, username=user, password=password, timeout=timeout, connect_retries=0) as r:
+        tls = self.sentinel_tls if port == SENTINEL_PORT else None
+        with RedisClient(
+            host, port, username=user, password=password, timeout=timeout, connect_retries=0, tls=tls
+        ) as r:
             return r.execute(*args)
 
     def advertised(self) -> list[str]:
@@ -220,7 +228,7 @@ class Cluster:
         for name in self.names:
             try:
                 reply = self.cmd(
-                    self.addr[name], 26379, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME, timeout=0.5
+                    self.addr[name], SENTINEL_PORT, "SENTINEL", "GET-MASTER-ADDR-BY-NAME", MASTER_NAME, timeout=0.5
                 )
                 seen.append(reply[0] if reply else "")
             except RedisError:
@@ -238,7 +246,7 @@ class Cluster:
             args: list[Any] = ["SENTINEL", "SET", MASTER_NAME]
             for key, value in options.items():
                 args += [key, value]
-            self.cmd(self.addr[name], 26379, *args)
+            self.cmd(self.addr[name], SENTINEL_PORT, *args)
 
     def healthy(self, master_ip: str, deadline: float) -> bool:
         """Every other node replicates from master_ip with its link up (bounded by deadline)."""
@@ -438,7 +446,7 @@ def parse_args() -> argparse.Namespace:
 
 
 def tuned_phase(cluster: Cluster, args: argparse.Namespace, rows: list[dict[str, Any]]) -> dict[str, Any]:
-    info = cluster.cmd(cluster.master(), 26379, "SENTINEL", "MASTER", MASTER_NAME)
+    info = cluster.cmd(cluster.master(), SENTINEL_PORT, "SENTINEL", "MASTER", MASTER_NAME)
     fields = dict(zip(info[::2], info[1::2], strict=True))
     tuned = f"down-after {fields['down-after-milliseconds']} ms, failover-timeout {fields['failover-timeout']} ms"
     log(f"master {cluster.host_of[cluster.master()]}; the role's Sentinel timing: {tuned}")
@@ -492,7 +500,7 @@ def main() -> int:
             for u in ("admin", "app", "replication", "sentinel", "exporter")
         }
         results["converge_seconds"] = round(converge(workdir, passwords), 1)
-        cluster = Cluster(NAMES, passwords)
+        cluster = Cluster(NAMES, passwords, workdir / "pki" / "ca.crt")
         if not cluster.healthy(cluster.master(), time.monotonic() + 60):
             raise SystemExit("the deployment is not healthy after the converge")
         results["tuned"] = tuned_phase(cluster, args, rows)

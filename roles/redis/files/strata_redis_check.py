@@ -51,10 +51,11 @@ def instance_config(kind: str, path: str, folder: str, sock: str) -> str:
         f"dir {quote(folder)}",
         'logfile ""',
         f"pidfile {quote(os.path.join(folder, 'check.pid'))}",
+        "tls-port 0",
         "daemonize no",
     ]
     if kind.startswith("server"):
-        lines += ["tls-port 0", 'save ""', "appendonly no", "supervised no"]
+        lines += ['save ""', "appendonly no", "supervised no"]
     return "\n".join(lines) + "\n"
 
 
