@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH            := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help host-deps venv collection-link image lab lab-up lab-down lab-status test lint sanity unit molecule \
-        build clean bench-traffic awx-check
+        build clean bench-traffic awx-check docs
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -77,3 +77,9 @@ bench-traffic: host-deps venv collection-link  ## traffic benchmark on 127.0.0.1
 
 awx-check: venv collection-link  ## run every AWX job template's playbook through ansible-runner against the lab (needs make lab)
 	PYTHONPATH=$(CURDIR)/.cache/collections $(BIN)/python awx/check_templates.py
+
+docs: venv collection-link  ## regenerate docs/reference, the role READMEs and CHANGELOG.md (make unit checks all three)
+	$(BIN)/python tools/role_docs.py
+	$(BIN)/python tools/gen_reference.py
+	ANSIBLE_COLLECTIONS_PATH=$(CURDIR)/.cache/collections $(BIN)/antsibull-changelog release --version \
+	  $$(sed -n 's/^version: *//p' galaxy.yml) --update-existing --reload-plugins
