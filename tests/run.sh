@@ -103,7 +103,10 @@ build() {
 }
 
 unit() {
-  PYTHONPATH=$ROOT/.cache/collections pytest tests/unit -q -p no:cacheprovider
+  # Three workers, one test file each at a time (--dist loadfile keeps a file's module fixtures - real HAProxy,
+  # Prometheus, emulators - in one process): most of the time goes to tests waiting on real daemons, so this
+  # roughly halves the stage on 2 cores (807 s -> 360 s measured).
+  PYTHONPATH=$ROOT/.cache/collections pytest tests/unit -q -p no:cacheprovider -n 3 --dist loadfile
   local rc=$?
   if [ "$rc" -eq 5 ]; then
     echo "pytest collected no tests: that is a failure here (tests/unit must hold real tests)"
