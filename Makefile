@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH            := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help host-deps venv collection-link image lab lab-up lab-down lab-status test lint sanity unit molecule \
-        build clean bench-traffic awx-check docs
+        build clean bench-traffic bench chaos awx-check docs
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -74,6 +74,12 @@ clean:  ## remove build output (not the lab: use lab-down)
 bench-traffic: host-deps venv collection-link  ## traffic benchmark on 127.0.0.1 vs community.general.haproxy (QUICK=1: ~3 min)
 	@mkdir -p bench/results
 	$(BIN)/python bench/traffic.py $(if $(QUICK),--quick) --json bench/results/traffic.json --plot bench/results/traffic.png
+
+bench: host-deps venv collection-link image  ## every benchmark -> bench/results/<date>/REPORT.md + JSON + PNG (QUICK=1: the short run)
+	$(BIN)/python bench/run.py $(if $(QUICK),--quick)
+
+chaos: host-deps venv collection-link  ## faults tried under load, and what survived (QUICK=1: the local faults only)
+	$(BIN)/python bench/run.py --only chaos $(if $(QUICK),--quick)
 
 awx-check: venv collection-link  ## run every AWX job template's playbook through ansible-runner against the lab (needs make lab)
 	PYTHONPATH=$(CURDIR)/.cache/collections $(BIN)/python awx/check_templates.py

@@ -381,21 +381,22 @@ backend b{size}
 class HAProxy:
     """haproxy in master-worker mode (-W, master CLI on master.sock) with backends b4, b20 and b100."""
 
-    def __init__(self, procs: Processes, name: str, ports: dict[str, int]) -> None:
+    def __init__(self, procs: Processes, name: str, ports: dict[str, int], sizes: list[int] | None = None) -> None:
+        sizes = sizes or SIZES
         self.name = name
         self.root = procs.workdir / name
         self.root.mkdir()
         self.socket = str(self.root / "admin.sock")
         self.master = str(self.root / "master.sock")
         self.state_file = str(self.root / "server-state")
-        self.frontends = {size: free_port() for size in SIZES}
+        self.frontends = {size: free_port() for size in sizes}
         sections = "".join(
             HAPROXY_SECTION.format(
                 size=size,
                 port=self.frontends[size],
                 servers="\n".join(f"    server {s} 127.0.0.1:{ports[s]}" for s in sorted(ports)[:size]),
             )
-            for size in SIZES
+            for size in sizes
         )
         config = self.root / "haproxy.cfg"
         config.write_text(HAPROXY_CONFIG.format(root=self.root, sections=sections))
@@ -411,7 +412,7 @@ class HAProxy:
         wait_until(ready, START_TIMEOUT, f"{name}'s admin socket")
 
         def all_up() -> bool:
-            return unix_command(self.socket, "show stat -1 4 -1").count(",UP,") >= sum(SIZES)
+            return unix_command(self.socket, "show stat -1 4 -1").count(",UP,") >= sum(sizes)
 
         wait_until(all_up, START_TIMEOUT, f"{name}: every server UP by its health check")
 
