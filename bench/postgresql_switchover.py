@@ -1,0 +1,316 @@
+"""PostgreSQL switchover benchmark for strata.deploy.postgresql (a measurement, not a test; not part of `make test`).
+
+What it does, in order:
+
+1. brings up 3 containers of the lab image (systemd inside) on a podman network it creates, all labelled
+   ``io.strata.bench=postgresql``: two PostgreSQL hosts (group ``postgresql``) and one client (group ``app``,
+   the only kind of host pg_hba lets the application user in from);
+2. converges the Molecule scenario's converge playbook (``strata.deploy.postgresql``, TLS and SCRAM, plus the
+   client's psql and psycopg2) with ``ansible-playbook`` (podman connection; throwaway passwords of this run,
+   handed over in a 0600 vars file, never on a command line; the run's own CA in its work folder);
+3. runs ``playbooks/postgresql_switchover.yml`` ``--switchovers`` times (bounded), each time while the
+   scenario's writer (``extensions/molecule/postgresql/files/writer.py``) inserts unique ids at ``--rate`` per
+   second on the client over the libpq multi-host string with ``target_session_attrs=read-write``, logging
+   every acknowledged commit. Per switchover: the write unavailability (first failed write to the next
+   acknowledged one; the longest time between two acknowledged commits is kept too), the acknowledged commits
+   missing on the new primary afterwards (lost), the playbook's wall time; the primary alternates;
+4. prints a markdown table (machine, cores, memory, runs, p50/p95/max of the write unavailability, acknowledged
+   commits lost) and writes every figure as JSON (``--json``).
+
+Traffic goes only to the containers it created; every loop and wait is bounded. The containers and the network
+are removed at the end unless ``--keep``.
+
+    sudo python3 bench/postgresql_switchover.py                          # 10 switchovers
+    sudo python3 bench/postgresql_switchover.py --switchovers 3 --json /tmp/pg-bench.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import platform
+import re
+import secrets
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SCENARIO = ROOT / "extensions" / "molecule" / "postgresql"
+LABEL = "io.strata.bench=postgresql"
+NETWORK = "strata-bench-postgresql"
+PG = ["strata-bench-pg1", "strata-bench-pg2"]
+CLIENT = "strata-bench-pgclient"
+NAMES = [*PG, CLIENT]
+WRITER = "/usr/local/lib/strata-pg-writer.py"
+STOP, LOG = "/run/strata-bench-writer.stop", "/run/strata-bench-writer.log"  # inside the client container
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(*args: str, timeout: float = 60, check: bool = True, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    if check and done.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:4])} ... failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def podman(*args: str, timeout: float = 60, check: bool = True) -> str:
+    return run("podman", *args, timeout=timeout, check=check)
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def machine() -> dict[str, Any]:
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "host": platform.node(),
+        "os": platform.platform(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "load_before": round(os.getloadavg()[0], 1),
+    }
+
+
+# -- the containers --------------------------------------------------------------------------------------------
+def bring_up() -> None:
+    if not podman("network", "ls", "-q", "--filter", f"name=^{NETWORK}$").strip():
+        podman("network", "create", "--label", LABEL, NETWORK)
+    image = run(sys.executable, str(ROOT / "lab" / "labctl.py"), "image-ref").strip()
+    for name in NAMES:
+        if podman("ps", "-aq", "--filter", f"name=^{name}$").strip():
+            raise SystemExit(f"{name} exists already: remove it (podman rm -f {name})")
+        podman(
+            "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK, "--label", LABEL,
+            "--cap-add", "SYS_ADMIN,SYS_PTRACE", "--systemd=always", image, "/sbin/init",
+        )  # fmt: skip
+    for name in NAMES:
+        state = podman(
+            "exec", name, "timeout", "120", "systemctl", "is-system-running", "--wait", timeout=130, check=False
+        ).strip()
+        if state not in ("running", "degraded"):
+            raise SystemExit(f"{name}: systemd is {state!r} after 120 s")
+    log(f"{len(NAMES)} containers up on network {NETWORK}: {', '.join(NAMES)}")
+
+
+def tear_down() -> None:
+    for name in NAMES:
+        if podman("ps", "-aq", "--filter", f"name=^{name}$", "--filter", f"label={LABEL}", check=False).strip():
+            podman("rm", "-f", "-t", "5", name, check=False)
+    if podman(
+        "network", "ls", "-q", "--filter", f"name=^{NETWORK}$", "--filter", f"label={LABEL}", check=False
+    ).strip():
+        podman("network", "rm", NETWORK, check=False)
+    log("containers and network of the benchmark removed")
+
+
+def address(name: str) -> str:
+    nets = json.loads(podman("inspect", name, "--format", "{{json .NetworkSettings.Networks}}"))
+    for net in nets.values():
+        if net.get("IPAddress"):
+            return net["IPAddress"]
+    raise SystemExit(f"{name} has no IP address")
+
+
+# -- Ansible -------------------------------------------------------------------------------------------------------
+def ansible_env() -> dict[str, str]:
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
+        ANSIBLE_NOCOLOR="1",
+    )
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"
+    return env
+
+
+def playbook(workdir: Path, path: Path, *extra: str, timeout: float = 900) -> tuple[float, str]:
+    start = time.monotonic()
+    done = subprocess.run(
+        ["ansible-playbook", "-i", str(workdir / "inventory.json"), str(path), "-e", f"@{workdir / 'secrets.json'}",
+         *extra],
+        capture_output=True, text=True, timeout=timeout, check=False, env=ansible_env(),
+    )  # fmt: skip
+    took = time.monotonic() - start
+    if done.returncode != 0:
+        sys.stdout.write(done.stdout[-4000:] + done.stderr[-2000:])
+        raise SystemExit(f"{path.name} failed")
+    return took, done.stdout
+
+
+def write_inventory(workdir: Path, passwords: dict[str, str]) -> None:
+    common = {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"}
+    inventory = {
+        "all": {"vars": {**common, "pki_ca_dir": str(workdir / "pki")}},
+        "postgresql": {
+            "hosts": {n: {} for n in PG},
+            "vars": {"postgresql_primary": PG[0], "postgresql_memory_mb": 512},
+        },
+        "app": {"hosts": {CLIENT: {}}},
+    }
+    (workdir / "inventory.json").write_text(json.dumps(inventory))
+    secrets_file = workdir / "secrets.json"
+    secrets_file.write_text(json.dumps(passwords))
+    secrets_file.chmod(0o600)
+
+
+# -- one switchover under the writer -------------------------------------------------------------------------------
+def writer_start(conninfo: str, password: str, rate: float, limit: float) -> subprocess.Popen[str]:
+    podman("exec", CLIENT, "rm", "-f", STOP, LOG)
+    return subprocess.Popen(
+        ["podman", "exec", "-e", "PGPASSWORD", "-e", "PGCONNECT_TIMEOUT=5", CLIENT,
+         "python3", WRITER, conninfo, str(rate), str(limit), STOP, LOG],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=dict(os.environ, PGPASSWORD=password),
+    )  # fmt: skip
+
+
+def acked_lines() -> int:
+    out = podman("exec", CLIENT, "sh", "-c", f"wc -l < {LOG} 2>/dev/null || echo 0", check=False).strip()
+    return int(out or 0)
+
+
+def one_switchover(index: int, conninfo: str, workdir: Path, args: argparse.Namespace, pw: str) -> dict[str, Any]:
+    writer = writer_start(conninfo, pw, args.rate, args.writer_limit)
+    row: dict[str, Any] = {"switchover": index}
+    try:
+        deadline = time.monotonic() + 30
+        while acked_lines() < args.rate and time.monotonic() < deadline:  # one second of writes first
+            time.sleep(0.2)
+        took, out = playbook(workdir, ROOT / "playbooks" / "postgresql_switchover.yml", timeout=args.playbook_timeout)
+        row["playbook_s"] = round(took, 1)
+        moved = re.search(r"switched over from\s+(\S+)\s+to\s+(\S+):\s+writes stopped for\s+([0-9.]+)", out)
+        if moved:
+            row["old"], row["new"], row["fence_to_promote_s"] = moved[1], moved[2], float(moved[3])
+        time.sleep(1.0)  # writes on the new primary
+        podman("exec", CLIENT, "touch", STOP)
+        stdout, stderr = writer.communicate(timeout=60)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+    try:
+        report = json.loads(stdout.strip().splitlines()[-1])
+    except (ValueError, IndexError):
+        row["error"] = f"no report from the writer: {stderr.strip()[-500:]}"
+        return row
+    row.update(
+        acknowledged=report["acknowledged"],
+        lost=report["lost"],
+        failed_attempts=report["failed_attempts"],
+        unavailable_s=report["write_unavailable_s"],
+        longest_between_acks_s=report["longest_between_acks_s"],
+    )
+    return row
+
+
+def summary(rows: list[dict[str, Any]], info: dict[str, Any]) -> dict[str, Any]:
+    good = [r for r in rows if "error" not in r]
+    out: dict[str, Any] = {"runs": len(rows), "failed": len(rows) - len(good), "machine": info}
+    for key in ("unavailable_s", "longest_between_acks_s", "playbook_s"):
+        values = [r[key] for r in good]
+        out[key] = {"p50": percentile(values, 50), "p95": percentile(values, 95), "max": max(values, default=None)}
+    out["acknowledged"] = sum(r["acknowledged"] for r in good)
+    out["lost"] = sum(r["lost"] for r in good)
+    return out
+
+
+def table(s: dict[str, Any]) -> str:
+    m = s["machine"]
+    u, g, p = s["unavailable_s"], s["longest_between_acks_s"], s["playbook_s"]
+    return "\n".join(
+        [
+            "| Machine | Cores | Memory | Load (before / after) | Switchovers | Write unavailability p50 / p95 / max "
+            "| Longest gap between acks p50 / p95 / max | Acknowledged commits lost | Playbook p50 / max |",
+            "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
+            f"| {m['os']} | {m['cores']} | {m['memory_gib']} GiB | {m['load_before']} / {m.get('load_after')} "
+            f"| {s['runs'] - s['failed']} of {s['runs']} | {u['p50']} / {u['p95']} / {u['max']} s "
+            f"| {g['p50']} / {g['p95']} / {g['max']} s | {s['lost']} of {s['acknowledged']} "
+            f"| {p['p50']} / {p['max']} s |",
+        ]
+    )
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--switchovers", type=int, default=10, help="switchovers to run (1-50, default 10)")
+    parser.add_argument("--rate", type=float, default=50, help="writer inserts per second (1-500, default 50)")
+    parser.add_argument("--playbook-timeout", type=float, default=600, help="seconds per switchover playbook")
+    parser.add_argument("--writer-limit", type=float, default=900, help="seconds a writer may run at most")
+    parser.add_argument("--keep", action="store_true", help="leave the containers and network in place")
+    parser.add_argument("--json", type=Path, help="write every measurement here")
+    args = parser.parse_args()
+    if not 1 <= args.switchovers <= 50 or not 1 <= args.rate <= 500:
+        parser.error("--switchovers must be 1-50 and --rate 1-500")
+    if shutil.which("podman") is None:
+        parser.error("podman is needed (run `make lab` once on this machine)")
+    return args
+
+
+def main() -> int:
+    args = parse_args()
+    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
+    info = machine()
+    started = time.monotonic()
+    workdir = Path(tempfile.mkdtemp(prefix="strata-pg-bench."))
+    rows: list[dict[str, Any]] = []
+    results: dict[str, Any] = {}
+    try:
+        bring_up()
+        # Throwaway passwords of this run only.
+        passwords = {f"postgresql_{u}_password": secrets.token_hex(16) for u in ("app", "replication", "monitor")}
+        write_inventory(workdir, passwords)
+        log("converging strata.deploy.postgresql on 2 hosts and the client (installs packages the first time)")
+        took, out = playbook(workdir, SCENARIO / "converge.yml", timeout=1800)
+        results["converge_seconds"] = round(took, 1)
+        recap = [" ".join(line.split()) for line in out.splitlines() if " : ok=" in line]
+        log(f"converged in {took:.0f} s: " + " | ".join(recap))
+        podman("cp", str(SCENARIO / "files" / "writer.py"), f"{CLIENT}:{WRITER}")
+        addr = [address(n) for n in PG]
+        conninfo = (
+            f"host={','.join(addr)} dbname=app user=app sslmode=verify-full sslrootcert=/etc/ssl/strata/ca.crt "
+            "target_session_attrs=read-write connect_timeout=2"
+        )
+        sql = "CREATE TABLE IF NOT EXISTS writer_ids (id bigint PRIMARY KEY, at timestamptz NOT NULL DEFAULT now())"
+        podman("exec", "-e", f"PGPASSWORD={passwords['postgresql_app_password']}", CLIENT, "psql", conninfo,
+               "-XAtqc", sql)  # fmt: skip
+        for i in range(1, args.switchovers + 1):
+            row = one_switchover(i, conninfo, workdir, args, passwords["postgresql_app_password"])
+            rows.append(row)
+            log(f"switchover {i}/{args.switchovers}: {json.dumps(row)}")
+            if "error" in row:
+                break
+        info["load_after"] = round(os.getloadavg()[0], 1)
+        results["summary"] = summary(rows, info)
+        results["rows"] = rows
+        results["wall_seconds"] = round(time.monotonic() - started)
+        print(table(results["summary"]), flush=True)
+        log(f"wall time {results['wall_seconds']} s")
+        if args.json:
+            args.json.write_text(json.dumps(results, indent=2))
+            log(f"raw figures in {args.json}")
+        return 0 if rows and all("error" not in r for r in rows) else 1
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if not args.keep:
+            tear_down()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
