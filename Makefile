@@ -13,7 +13,7 @@ export ANSIBLE_CONFIG  := $(CURDIR)/ansible.cfg
 export PATH            := $(CURDIR)/$(BIN):$(PATH)
 
 .PHONY: help host-deps venv collection-link image lab lab-up lab-down lab-status test lint sanity unit molecule \
-        build clean bench-traffic bench chaos awx-check docs
+        build clean bench-traffic bench chaos awx-check lab-check secrets-scan docs
 
 help:  ## list the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | sed 's/:.*## /\t/' | column -t -s $$'\t'
@@ -80,6 +80,12 @@ bench: host-deps venv collection-link image  ## every benchmark -> bench/results
 
 chaos: host-deps venv collection-link  ## faults tried under load, and what survived (QUICK=1: the local faults only)
 	$(BIN)/python bench/run.py --only chaos $(if $(QUICK),--quick)
+
+lab-check: venv collection-link  ## prove the lab's firewall from other lab hosts (a table: from, to, port, expected, got); needs make lab
+	$(BIN)/ansible-playbook -i $(INVENTORY) tests/lab/check.yml
+
+secrets-scan: host-deps venv collection-link image  ## a FRESH lab converged with -vvv --diff and canary secrets; fails on any in the log (replaces the lab)
+	$(BIN)/python tools/scan_secrets.py -i $(INVENTORY)
 
 awx-check: venv collection-link  ## run every AWX job template's playbook through ansible-runner against the lab (needs make lab)
 	PYTHONPATH=$(CURDIR)/.cache/collections $(BIN)/python awx/check_templates.py
