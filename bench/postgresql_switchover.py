@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import platform
 import re
@@ -41,6 +40,9 @@ import time
 from pathlib import Path
 from typing import Any
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlab import Containers, address, log, percentile, podman  # bench/benchlab.py
+
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "extensions" / "molecule" / "postgresql"
 LABEL = "io.strata.bench=postgresql"
@@ -48,32 +50,18 @@ NETWORK = "strata-bench-postgresql"
 PG = ["strata-bench-pg1", "strata-bench-pg2"]
 CLIENT = "strata-bench-pgclient"
 NAMES = [*PG, CLIENT]
+
+HOSTS = Containers(NAMES, NETWORK, LABEL)
+
+
+def bring_up() -> None:
+    HOSTS.up('')
+
+
+def tear_down() -> None:
+    HOSTS.down()
 WRITER = "/usr/local/lib/strata-pg-writer.py"
 STOP, LOG = "/run/strata-bench-writer.stop", "/run/strata-bench-writer.log"  # inside the client container
-
-
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def run(*args: str, timeout: float = 60, check: bool = True, env: dict[str, str] | None = None) -> str:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
-    if check and done.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:4])} ... failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
-def podman(*args: str, timeout: float = 60, check: bool = True) -> str:
-    return run("podman", *args, timeout=timeout, check=check)
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
 
 
 def machine() -> dict[str, Any]:
@@ -91,45 +79,6 @@ def machine() -> dict[str, Any]:
 
 
 # -- the containers --------------------------------------------------------------------------------------------
-def bring_up() -> None:
-    if not podman("network", "ls", "-q", "--filter", f"name=^{NETWORK}$").strip():
-        podman("network", "create", "--label", LABEL, NETWORK)
-    image = run(sys.executable, str(ROOT / "lab" / "labctl.py"), "image-ref").strip()
-    for name in NAMES:
-        if podman("ps", "-aq", "--filter", f"name=^{name}$").strip():
-            raise SystemExit(f"{name} exists already: remove it (podman rm -f {name})")
-        podman(
-            "run", "-d", "--name", name, "--hostname", name, "--network", NETWORK, "--label", LABEL,
-            "--cap-add", "SYS_ADMIN,SYS_PTRACE", "--systemd=always", image, "/sbin/init",
-        )  # fmt: skip
-    for name in NAMES:
-        state = podman(
-            "exec", name, "timeout", "120", "systemctl", "is-system-running", "--wait", timeout=130, check=False
-        ).strip()
-        if state not in ("running", "degraded"):
-            raise SystemExit(f"{name}: systemd is {state!r} after 120 s")
-    log(f"{len(NAMES)} containers up on network {NETWORK}: {', '.join(NAMES)}")
-
-
-def tear_down() -> None:
-    for name in NAMES:
-        if podman("ps", "-aq", "--filter", f"name=^{name}$", "--filter", f"label={LABEL}", check=False).strip():
-            podman("rm", "-f", "-t", "5", name, check=False)
-    if podman(
-        "network", "ls", "-q", "--filter", f"name=^{NETWORK}$", "--filter", f"label={LABEL}", check=False
-    ).strip():
-        podman("network", "rm", NETWORK, check=False)
-    log("containers and network of the benchmark removed")
-
-
-def address(name: str) -> str:
-    nets = json.loads(podman("inspect", name, "--format", "{{json .NetworkSettings.Networks}}"))
-    for net in nets.values():
-        if net.get("IPAddress"):
-            return net["IPAddress"]
-    raise SystemExit(f"{name} has no IP address")
-
-
 # -- Ansible -------------------------------------------------------------------------------------------------------
 def ansible_env() -> dict[str, str]:
     env = dict(

@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import secrets
 import shutil
@@ -41,6 +40,9 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from benchlab import Containers, address, log, percentile, podman  # bench/benchlab.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / ".cache" / "collections"))
@@ -54,6 +56,16 @@ from ansible_collections.strata.deploy.plugins.module_utils._redis.client import
 LABEL = "io.strata.bench=redis"
 NETWORK = "strata-bench-redis"
 NAMES = ["strata-bench-redis1", "strata-bench-redis2", "strata-bench-redis3"]
+
+HOSTS = Containers(NAMES, NETWORK, LABEL)
+
+
+def bring_up() -> None:
+    HOSTS.up(' or pass --reuse')
+
+
+def tear_down() -> None:
+    HOSTS.down()
 MASTER_NAME = "mymaster"
 ADMIN, APP = "strata-admin", "app"
 POLL = 0.1
@@ -61,87 +73,7 @@ DEFAULT_TIMING = {"down-after-milliseconds": 30000, "failover-timeout": 180000}
 SENTINEL_PORT = 26379  # TLS only, as the role deploys it by default (tls-replication); Redis's plain port stays
 
 
-def log(message: str) -> None:
-    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
-
-
-def run(*args: str, timeout: float = 60, check: bool = True) -> str:
-    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False)
-    if check and done.returncode != 0:
-        raise SystemExit(f"{' '.join(args[:4])} ... failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-    return done.stdout
-
-
-def podman(*args: str, timeout: float = 60, check: bool = True) -> str:
-    return run("podman", *args, timeout=timeout, check=check)
-
-
-def percentile(values: list[float], pct: float) -> float | None:
-    """Nearest-rank percentile; None for no values."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(pct / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
 # -- the containers --------------------------------------------------------------------------------------------
-def image_ref() -> str:
-    return run(sys.executable, str(ROOT / "lab" / "labctl.py"), "image-ref").strip()
-
-
-def bring_up() -> None:
-    if not podman("network", "ls", "-q", "--filter", f"name=^{NETWORK}$").strip():
-        podman("network", "create", "--label", LABEL, NETWORK)
-    image = image_ref()
-    for name in NAMES:
-        if podman("ps", "-aq", "--filter", f"name=^{name}$").strip():
-            raise SystemExit(f"{name} exists already: remove it (podman rm -f {name}) or pass --reuse")
-        podman(
-            "run",
-            "-d",
-            "--name",
-            name,
-            "--hostname",
-            name,
-            "--network",
-            NETWORK,
-            "--label",
-            LABEL,
-            "--cap-add",
-            "SYS_ADMIN,SYS_PTRACE",
-            "--systemd=always",
-            image,
-            "/sbin/init",
-        )
-    for name in NAMES:
-        state = podman(
-            "exec", name, "timeout", "120", "systemctl", "is-system-running", "--wait", timeout=130, check=False
-        ).strip()
-        if state not in ("running", "degraded"):
-            raise SystemExit(f"{name}: systemd is {state!r} after 120 s")
-    log(f"3 containers up on network {NETWORK}: {', '.join(NAMES)}")
-
-
-def tear_down() -> None:
-    for name in NAMES:
-        if podman("ps", "-aq", "--filter", f"name=^{name}$", "--filter", f"label={LABEL}", check=False).strip():
-            podman("rm", "-f", "-t", "5", name, check=False)
-    if podman(
-        "network", "ls", "-q", "--filter", f"name=^{NETWORK}$", "--filter", f"label={LABEL}", check=False
-    ).strip():
-        podman("network", "rm", NETWORK, check=False)
-    log("containers and network of the benchmark removed")
-
-
-def address(name: str) -> str:
-    nets = json.loads(podman("inspect", name, "--format", "{{json .NetworkSettings.Networks}}"))
-    for net in nets.values():
-        if net.get("IPAddress"):
-            return net["IPAddress"]
-    raise SystemExit(f"{name} has no IP address")
-
-
 # -- converge the role -------------------------------------------------------------------------------------------
 def converge(workdir: Path, passwords: dict[str, str]) -> float:
     inventory = workdir / "inventory.yml"

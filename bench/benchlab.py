@@ -1,0 +1,88 @@
+"""Shared by the benchmarks that bring up containers of the lab image on a network of their own
+(redis_failover.py, postgresql_switchover.py): subprocess and podman helpers, the nearest-rank percentile, and
+one labelled network with its containers (systemd as PID 1), removed by label only."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def log(message: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def run(*args: str, timeout: float = 60, check: bool = True, env: dict[str, str] | None = None) -> str:
+    done = subprocess.run(args, capture_output=True, text=True, timeout=timeout, check=False, env=env)
+    if check and done.returncode != 0:
+        raise SystemExit(f"{' '.join(args[:4])} ... failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
+    return done.stdout
+
+
+def podman(*args: str, timeout: float = 60, check: bool = True) -> str:
+    return run("podman", *args, timeout=timeout, check=check)
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    """Nearest-rank percentile; None for no values."""
+    if not values:
+        return None
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def image_ref() -> str:
+    return run(sys.executable, str(ROOT / "lab" / "labctl.py"), "image-ref").strip()
+
+
+def address(name: str) -> str:
+    nets = json.loads(podman("inspect", name, "--format", "{{json .NetworkSettings.Networks}}"))
+    for net in nets.values():
+        if net.get("IPAddress"):
+            return net["IPAddress"]
+    raise SystemExit(f"{name} has no IP address")
+
+
+class Containers:
+    """The benchmark's containers and network, all carrying its label."""
+
+    def __init__(self, names: list[str], network: str, label: str) -> None:
+        self.names, self.network, self.label = names, network, label
+
+    def up(self, exists_hint: str = "") -> None:
+        if not podman("network", "ls", "-q", "--filter", f"name=^{self.network}$").strip():
+            podman("network", "create", "--label", self.label, self.network)
+        image = image_ref()
+        for name in self.names:
+            if podman("ps", "-aq", "--filter", f"name=^{name}$").strip():
+                raise SystemExit(f"{name} exists already: remove it (podman rm -f {name}){exists_hint}")
+            podman(
+                "run", "-d", "--name", name, "--hostname", name, "--network", self.network, "--label", self.label,
+                "--cap-add", "SYS_ADMIN,SYS_PTRACE", "--systemd=always", image, "/sbin/init",
+            )  # fmt: skip
+        for name in self.names:
+            state = podman(
+                "exec", name, "timeout", "120", "systemctl", "is-system-running", "--wait", timeout=130, check=False
+            ).strip()
+            if state not in ("running", "degraded"):
+                raise SystemExit(f"{name}: systemd is {state!r} after 120 s")
+        log(f"{len(self.names)} containers up on network {self.network}: {', '.join(self.names)}")
+
+    def down(self) -> None:
+        for name in self.names:
+            if podman(
+                "ps", "-aq", "--filter", f"name=^{name}$", "--filter", f"label={self.label}", check=False
+            ).strip():
+                podman("rm", "-f", "-t", "5", name, check=False)
+        if podman(
+            "network", "ls", "-q", "--filter", f"name=^{self.network}$", "--filter", f"label={self.label}", check=False
+        ).strip():
+            podman("network", "rm", self.network, check=False)
+        log("containers and network of the benchmark removed")
