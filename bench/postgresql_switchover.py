@@ -55,11 +55,13 @@ HOSTS = Containers(NAMES, NETWORK, LABEL)
 
 
 def bring_up() -> None:
-    HOSTS.up('')
+    HOSTS.up()
 
 
 def tear_down() -> None:
     HOSTS.down()
+
+
 WRITER = "/usr/local/lib/strata-pg-writer.py"
 STOP, LOG = "/run/strata-bench-writer.stop", "/run/strata-bench-writer.log"  # inside the client container
 

@@ -61,11 +61,13 @@ HOSTS = Containers(NAMES, NETWORK, LABEL)
 
 
 def bring_up() -> None:
-    HOSTS.up(' or pass --reuse')
+    HOSTS.up(" or pass --reuse")
 
 
 def tear_down() -> None:
     HOSTS.down()
+
+
 MASTER_NAME = "mymaster"
 ADMIN, APP = "strata-admin", "app"
 POLL = 0.1
