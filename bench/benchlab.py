@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import subprocess
 import sys
 import time
@@ -36,6 +37,18 @@ def percentile(values: list[float], pct: float) -> float | None:
     ordered = sorted(values)
     rank = max(1, math.ceil(pct / 100 * len(ordered)))
     return ordered[rank - 1]
+
+
+def ansible_env() -> dict[str, str]:
+    """The environment for ansible-playbook runs of the checkout: its ansible.cfg, collections and .venv."""
+    env = dict(
+        os.environ,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
+        ANSIBLE_NOCOLOR="1",
+    )
+    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"
+    return env
 
 
 def image_ref() -> str:

@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, address, log, percentile, podman  # bench/benchlab.py
+from benchlab import Containers, address, ansible_env, log, percentile, podman  # bench/benchlab.py
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "extensions" / "molecule" / "postgresql"
@@ -80,19 +80,7 @@ def machine() -> dict[str, Any]:
     }
 
 
-# -- the containers --------------------------------------------------------------------------------------------
 # -- Ansible -------------------------------------------------------------------------------------------------------
-def ansible_env() -> dict[str, str]:
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-    )
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"
-    return env
-
-
 def playbook(workdir: Path, path: Path, *extra: str, timeout: float = 900) -> tuple[float, str]:
     start = time.monotonic()
     done = subprocess.run(

@@ -42,7 +42,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, address, log, percentile, podman  # bench/benchlab.py
+from benchlab import Containers, address, ansible_env, log, percentile, podman  # bench/benchlab.py
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / ".cache" / "collections"))
@@ -112,13 +112,7 @@ def converge(workdir: Path, passwords: dict[str, str]) -> float:
             ]
         )
     )
-    env = dict(
-        os.environ,
-        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
-        ANSIBLE_COLLECTIONS_PATH=str(ROOT / ".cache" / "collections"),
-        ANSIBLE_NOCOLOR="1",
-    )
-    env["PATH"] = f"{ROOT / '.venv' / 'bin'}:{env['PATH']}"
+    env = ansible_env()
     log("converging strata.deploy.redis on the 3 containers (installs packages the first time)")
     start = time.monotonic()
     done = subprocess.run(
