@@ -254,7 +254,13 @@ def postgresql_killed() -> dict[str, Any]:
         return row(
             "PostgreSQL primary killed", how, None, "not run: bench/postgresql_switchover.py is not in this checkout"
         )
-    return row("PostgreSQL primary killed", how, None, "not run: the runner runs that script as its own benchmark")
+    return row(
+        "PostgreSQL primary killed",
+        how,
+        None,
+        "not run: no script in this checkout kills the primary (bench/postgresql_switchover.py measures planned "
+        "switchovers: its own benchmark, full run only)",
+    )
 
 
 def from_converge(converge_json: Path | None) -> list[dict[str, Any]]:

@@ -78,7 +78,10 @@ def inventory(folder: Path, apps: int, lbs: int = 1) -> Path:
     data = {
         "all": {
             "vars": {
-                "ansible_connection": "containers.podman.podman",
+                # tests/connection/podman.py: containers.podman.podman with Ansible's pipelining (one `podman exec
+                # -i` per module instead of a copy and a second exec), as the Molecule scenarios converge, and as
+                # ansible.cfg's pipelining does over SSH on real hosts.
+                "ansible_connection": "podman",
                 "ansible_python_interpreter": "/usr/bin/python3",
                 "strata_environment": "bench",
                 "pki_ca_dir": str(folder.parent / "pki"),
@@ -104,6 +107,7 @@ def inventory(folder: Path, apps: int, lbs: int = 1) -> Path:
 def env() -> dict[str, str]:
     out = dict(os.environ, ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_NOCOLOR="1", ANSIBLE_FORCE_COLOR="0")
     out["CONTAINERS_CONF"] = str(ROOT / "lab" / "containers.conf")
+    out["ANSIBLE_CONNECTION_PLUGINS"] = str(ROOT / "tests" / "connection")
     out["PATH"] = f"{VENV_BIN}:{out['PATH']}"
     return out
 

@@ -358,6 +358,7 @@ defaults
     timeout http-keep-alive 10s
     timeout queue 5s
     load-server-state-from-file global
+    option idle-close-on-response
 {sections}
 """
 

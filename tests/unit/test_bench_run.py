@@ -142,3 +142,23 @@ def test_wrk_summary_is_parsed() -> None:
     assert parsed["failed"] == 10
     assert parsed["latency"]["p99_ms"] == pytest.approx(15.33)
     assert parsed["requests_per_s"] == pytest.approx(398.2)
+
+
+def test_timing_separates_the_slot_wait_and_judges_the_quick_aim() -> None:
+    records = [{"name": "converge", "slot_wait_s": 300.0}, {"name": "traffic"}]
+    quick = run.timing(records, 850.0, quick=True)
+    assert "wall time 850 s, of which 300 s waiting for a container slot and 550 s of its own work" in quick
+    assert quick.endswith(f"under {run.QUICK_BUDGET_S} s of its own work: met")
+    slow = run.timing([{"name": "traffic"}], 700.0, quick=True)
+    assert "waiting" not in slow
+    assert slow.endswith("**not met**")
+    assert run.timing(records, 850.0, quick=False).endswith("550 s of its own work"), "no aim for the full run"
+
+
+def test_the_report_states_the_own_work_time(bench_dir: Path) -> None:
+    out = bench_dir / "out"
+    record = run.run_one(entry("good", "good.py"), True, out)
+    record["slot_wait_s"] = 2.0
+    text = run.report([record], True, time.time() - 10, ("0.1 0.1 0.1", "0.1 0.1 0.1"))
+    assert "s waiting for a container slot and" in text.splitlines()[2]
+    assert "of its own work: met" in text.splitlines()[2]
