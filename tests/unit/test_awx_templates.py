@@ -239,7 +239,15 @@ CONTROLLER_CHECKED = [
 
 
 def test_the_destructive_templates_have_controller_side_checks() -> None:
-    for name in ("strata rollback", "strata blue-green", "strata redis failover", "strata rolling update"):
+    for name in (
+        "strata rollback",
+        "strata blue-green",
+        "strata redis failover",
+        "strata rolling update",
+        "strata postgresql switchover",
+        "strata postgresql failover",
+        "strata postgresql rejoin",
+    ):
         assert name in CONTROLLER_CHECKED, name
 
 
