@@ -4,8 +4,9 @@ extra vars - against the live lab (`make lab` first). Check mode by default; --r
     PYTHONPATH=.cache/collections .venv/bin/python awx/check_templates.py [--run] [--inventory inventories/lab]
                                                                           [TEMPLATE ...]
 
-Prints one line per template (status, return code, wall time) and exits 1 when any failed. Not part of
-`make test`: it needs the lab's containers.
+Prints one line per template (status, return code, wall time) and exits 1 when any failed. The failover and
+rejoin templates must refuse on a healthy lab (REFUSES_ON_A_HEALTHY_LAB): that refusal counts as passing.
+Not part of `make test`: it needs the lab's containers.
 """
 
 from __future__ import annotations
@@ -22,6 +23,13 @@ import ansible_runner
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Templates whose playbook must REFUSE on a healthy lab (its survey defaults name a live primary): the refusal,
+# with its own message, is the proof that the template works; any other outcome is a failure.
+REFUSES_ON_A_HEALTHY_LAB = {
+    "strata postgresql failover": "still accepts connections",
+    "strata postgresql rejoin": "No live primary besides",
+}
 
 
 def survey_defaults(spec: dict[str, Any] | None) -> dict[str, Any]:
@@ -69,11 +77,18 @@ def main() -> int:
                 quiet=True,
                 timeout=1800,
             )
-            ok = (result.status, result.rc) == ("successful", 0)
-            print(f"{template['name']:32} {result.status:10} rc={result.rc} {time.monotonic() - start:6.1f}s")
+            output = result.stdout.read()
+            refusal = REFUSES_ON_A_HEALTHY_LAB.get(template["name"])
+            if refusal and not args.run:
+                ok = result.status == "failed" and refusal in " ".join(output.split())
+                verdict = "refused as it must on a healthy lab" if ok else "did NOT refuse as it must"
+            else:
+                ok = (result.status, result.rc) == ("successful", 0)
+                verdict = ""
+            print(f"{template['name']:32} {result.status:10} rc={result.rc} {time.monotonic() - start:6.1f}s {verdict}")
             if not ok:
                 failed += 1
-                print("\n".join(result.stdout.read().splitlines()[-40:]))
+                print("\n".join(output.splitlines()[-40:]))
     return 1 if failed else 0
 
 
