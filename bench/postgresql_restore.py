@@ -41,8 +41,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, log, percentile, podman  # bench/benchlab.py
-from postgresql_switchover import machine, playbook  # the same machine facts and ansible-playbook runner
+from benchlab import Containers, log, machine, percentile, playbook, podman  # bench/benchlab.py
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "extensions" / "molecule" / "pgbackrest"
