@@ -1,16 +1,19 @@
 """Shared by the benchmarks that bring up containers of the lab image on a network of their own
-(redis_failover.py, postgresql_switchover.py): subprocess and podman helpers, the nearest-rank percentile, and
-one labelled network with its containers (systemd as PID 1), removed by label only."""
+(redis_failover.py, postgresql_switchover.py, postgresql_restore.py): subprocess and podman helpers, the
+nearest-rank percentile, the machine's facts, an ansible-playbook runner, and one labelled network with its
+containers (systemd as PID 1), removed by label only."""
 
 from __future__ import annotations
 
 import json
 import math
 import os
+import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,3 +102,33 @@ class Containers:
         ).strip():
             podman("network", "rm", self.network, check=False)
         log("containers and network of the benchmark removed")
+
+
+def machine() -> dict[str, Any]:
+    """The facts every benchmark report states: host, OS, cores, memory, load before."""
+    mem_kb = 0
+    for line in Path("/proc/meminfo").read_text().splitlines():
+        if line.startswith("MemTotal:"):
+            mem_kb = int(line.split()[1])
+    return {
+        "host": platform.node(),
+        "os": platform.platform(),
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem_kb / 1024 / 1024, 1),
+        "load_before": round(os.getloadavg()[0], 1),
+    }
+
+
+def playbook(workdir: Path, path: Path, *extra: str, timeout: float = 900) -> tuple[float, str]:
+    """ansible-playbook with workdir's inventory.json and 0600 secrets.json; (seconds, stdout), exits on failure."""
+    start = time.monotonic()
+    done = subprocess.run(
+        ["ansible-playbook", "-i", str(workdir / "inventory.json"), str(path), "-e", f"@{workdir / 'secrets.json'}",
+         *extra],
+        capture_output=True, text=True, timeout=timeout, check=False, env=ansible_env(),
+    )  # fmt: skip
+    took = time.monotonic() - start
+    if done.returncode != 0:
+        sys.stdout.write(done.stdout[-4000:] + done.stderr[-2000:])
+        raise SystemExit(f"{path.name} failed")
+    return took, done.stdout

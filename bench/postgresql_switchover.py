@@ -29,7 +29,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import secrets
 import shutil
@@ -41,7 +40,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, address, ansible_env, log, percentile, podman  # bench/benchlab.py
+from benchlab import Containers, address, log, machine, percentile, playbook, podman  # bench/benchlab.py
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "extensions" / "molecule" / "postgresql"
@@ -66,35 +65,7 @@ WRITER = "/usr/local/lib/strata-pg-writer.py"
 STOP, LOG = "/run/strata-bench-writer.stop", "/run/strata-bench-writer.log"  # inside the client container
 
 
-def machine() -> dict[str, Any]:
-    mem_kb = 0
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            mem_kb = int(line.split()[1])
-    return {
-        "host": platform.node(),
-        "os": platform.platform(),
-        "cores": os.cpu_count(),
-        "memory_gib": round(mem_kb / 1024 / 1024, 1),
-        "load_before": round(os.getloadavg()[0], 1),
-    }
-
-
 # -- Ansible -------------------------------------------------------------------------------------------------------
-def playbook(workdir: Path, path: Path, *extra: str, timeout: float = 900) -> tuple[float, str]:
-    start = time.monotonic()
-    done = subprocess.run(
-        ["ansible-playbook", "-i", str(workdir / "inventory.json"), str(path), "-e", f"@{workdir / 'secrets.json'}",
-         *extra],
-        capture_output=True, text=True, timeout=timeout, check=False, env=ansible_env(),
-    )  # fmt: skip
-    took = time.monotonic() - start
-    if done.returncode != 0:
-        sys.stdout.write(done.stdout[-4000:] + done.stderr[-2000:])
-        raise SystemExit(f"{path.name} failed")
-    return took, done.stdout
-
-
 def write_inventory(workdir: Path, passwords: dict[str, str]) -> None:
     common = {"ansible_connection": "containers.podman.podman", "ansible_python_interpreter": "/usr/bin/python3"}
     inventory = {

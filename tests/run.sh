@@ -134,7 +134,7 @@ molecule_all() {
   if [ ${#scenarios[@]} -eq 0 ]; then
     # Longest first (by the last CI run's times), so that the slots finish close together; a scenario not in
     # the list is new and runs first, as it may be the longest.
-    local known=(traffic postgresql monitoring redis baseline haproxy nginx app common) found=()
+    local known=(traffic postgresql monitoring pgbackrest redis baseline haproxy nginx app common) found=()
     mapfile -t found < <(find extensions/molecule -mindepth 2 -maxdepth 2 -name molecule.yml \
       -printf '%h\n' | xargs -n1 basename | sort)
     local s
