@@ -247,6 +247,7 @@ def test_the_destructive_templates_have_controller_side_checks() -> None:
         "strata postgresql switchover",
         "strata postgresql failover",
         "strata postgresql rejoin",
+        "strata postgresql restore",
     ):
         assert name in CONTROLLER_CHECKED, name
 

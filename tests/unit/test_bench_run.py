@@ -162,3 +162,33 @@ def test_the_report_states_the_own_work_time(bench_dir: Path) -> None:
     text = run.report([record], True, time.time() - 10, ("0.1 0.1 0.1", "0.1 0.1 0.1"))
     assert "s waiting for a container slot and" in text.splitlines()[2]
     assert "of its own work: met" in text.splitlines()[2]
+
+
+def test_postgresql_rows_read_the_shapes_the_benchmarks_write() -> None:
+    # The JSON shapes bench/postgresql_switchover.py and bench/postgresql_restore.py write (trimmed).
+    switchover = {
+        "summary": {
+            "runs": 10,
+            "failed": 0,
+            "unavailable_s": {"p50": 3.2, "p95": 3.9, "max": 4.1},
+            "acknowledged": 17000,
+            "lost": 0,
+        }
+    }
+    rows = run.pg_switchover_rows(switchover)
+    assert rows[0]["value"] == "3.20 s / 3.90 s / 4.10 s" and rows[0]["runs"] == "10 of 10 switchovers"
+    assert rows[1]["value"] == "0 of 17000"
+    restore = {
+        "restore": {"runs": 3, "correct": 2, "in_all_s": {"p50": 171.6, "max": 178.8}},
+        "archive_lag_ms": {"p50": 160, "max": 410, "runs": 10},
+        "backup": {"full_backup_s": 5.9, "database_mb": 121.6},
+    }
+    values = [r["value"] for r in run.pg_restore_rows(restore)]
+    assert values == [
+        "171.60 s / 178.80 s (2 of 3 held exactly the rows before the target)",
+        "5.90 s for 121.6 MiB",
+        "160 / 410 ms",
+    ]
+    # A benchmark that died before its summary still gives rows, not an exception.
+    assert run.pg_switchover_rows({})[1]["value"] == "? of ?"
+    assert run.pg_restore_rows({})[0]["runs"] == "0 restores"
