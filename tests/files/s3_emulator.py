@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """An S3 EMULATOR for tests: moto's server behind HAProxy's TLS, on an address the test's containers reach.
 
 This is not AWS. pgBackRest's S3 repository is tested against it because no real S3 is reachable here; the
