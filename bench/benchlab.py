@@ -5,13 +5,18 @@ containers (systemd as PID 1), removed by label only."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
 import platform
+import secrets
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -132,3 +137,33 @@ def playbook(workdir: Path, path: Path, *extra: str, timeout: float = 900) -> tu
         sys.stdout.write(done.stdout[-4000:] + done.stderr[-2000:])
         raise SystemExit(f"{path.name} failed")
     return took, done.stdout
+
+
+@contextlib.contextmanager
+def converged(
+    hosts: Containers,
+    prefix: str,
+    write_inventory: Callable[[Path, dict[str, str]], None],
+    converge: Path,
+    *,
+    keep: bool,
+    timeout: float = 2400,
+) -> Iterator[tuple[Path, dict[str, str], float]]:
+    """Bring the containers up, write the inventory (with throwaway passwords of this run only, handed over in a
+    0600 file), converge; yield (work folder, passwords, converge seconds); always remove the work folder, and
+    the containers unless keep."""
+    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
+    workdir = Path(tempfile.mkdtemp(prefix=prefix))
+    try:
+        hosts.up()
+        passwords = {f"postgresql_{u}_password": secrets.token_hex(16) for u in ("app", "replication", "monitor")}
+        write_inventory(workdir, passwords)
+        log(f"converging {converge.relative_to(ROOT)} on {len(hosts.names)} hosts (installs packages the first time)")
+        took, out = playbook(workdir, converge, timeout=timeout)
+        recap = [" ".join(line.split()) for line in out.splitlines() if " : ok=" in line]
+        log(f"converged in {took:.0f} s: " + " | ".join(recap))
+        yield workdir, passwords, round(took, 1)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+        if not keep:
+            hosts.down()

@@ -32,16 +32,14 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shutil
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, log, machine, percentile, playbook, podman  # bench/benchlab.py
+from benchlab import Containers, converged, log, machine, percentile, playbook, podman  # bench/benchlab.py
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "extensions" / "molecule" / "pgbackrest"
@@ -227,19 +225,15 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
     info = machine()
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="strata-pgb-bench."))
     results: dict[str, Any] = {"machine": info}
-    try:
-        HOSTS.up()
-        passwords = {f"postgresql_{u}_password": secrets.token_hex(16) for u in ("app", "replication", "monitor")}
-        write_inventory(workdir, passwords)
-        log("converging strata.deploy.postgresql (WAL archiving) and strata.deploy.pgbackrest on 3 hosts")
-        took, out = playbook(workdir, SCENARIO / "converge.yml", timeout=2400)
-        results["converge_seconds"] = round(took, 1)
-        log(f"converged in {took:.0f} s: " + " | ".join(" ".join(x.split()) for x in out.splitlines() if " : ok=" in x))
+    with converged(HOSTS, "strata-pgb-bench.", write_inventory, SCENARIO / "converge.yml", keep=args.keep) as (
+        workdir,
+        _pw,
+        took,
+    ):
+        results["converge_seconds"] = took
         log(f"filling {args.fill_mb} MiB and timing a full backup from the standby")
         results["backup"] = fill_and_backup(args.fill_mb)
         log(f"backup: {json.dumps(results['backup'])}")
@@ -253,27 +247,23 @@ def main() -> int:
             log(f"restore {i}/{args.restores}: {json.dumps(row)}")
             if "error" in row:
                 break
-        results["restores"] = restores
-        results["restore"] = {
-            "runs": len(restores),
-            "correct": sum(1 for r in restores if r.get("correct")),
-            **{
-                k: stats([r[k] for r in restores if k in r])
-                for k in ("playbook_s", "in_all_s", "files_s", "replay_s", "reclone_s")
-            },
-        }
-        info["load_after"] = round(os.getloadavg()[0], 1)
-        results["wall_seconds"] = round(time.monotonic() - started)
-        print(table(results), flush=True)
-        log(f"wall time {results['wall_seconds']} s")
-        if args.json:
-            args.json.write_text(json.dumps(results, indent=2))
-            log(f"raw figures in {args.json}")
-        return 0 if restores and all(r.get("correct") for r in restores) else 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if not args.keep:
-            HOSTS.down()
+    results["restores"] = restores
+    results["restore"] = {
+        "runs": len(restores),
+        "correct": sum(1 for r in restores if r.get("correct")),
+        **{
+            k: stats([r[k] for r in restores if k in r])
+            for k in ("playbook_s", "in_all_s", "files_s", "replay_s", "reclone_s")
+        },
+    }
+    info["load_after"] = round(os.getloadavg()[0], 1)
+    results["wall_seconds"] = round(time.monotonic() - started)
+    print(table(results), flush=True)
+    log(f"wall time {results['wall_seconds']} s")
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=2))
+        log(f"raw figures in {args.json}")
+    return 0 if restores and all(r.get("correct") for r in restores) else 1
 
 
 if __name__ == "__main__":

@@ -30,17 +30,15 @@ import argparse
 import json
 import os
 import re
-import secrets
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, address, log, machine, percentile, playbook, podman  # bench/benchlab.py
+from benchlab import Containers, address, converged, log, machine, percentile, playbook, podman  # bench/benchlab.py
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "extensions" / "molecule" / "postgresql"
@@ -51,14 +49,6 @@ CLIENT = "strata-bench-pgclient"
 NAMES = [*PG, CLIENT]
 
 HOSTS = Containers(NAMES, NETWORK, LABEL)
-
-
-def bring_up() -> None:
-    HOSTS.up()
-
-
-def tear_down() -> None:
-    HOSTS.down()
 
 
 WRITER = "/usr/local/lib/strata-pg-writer.py"
@@ -175,22 +165,18 @@ def parse_args() -> argparse.Namespace:
 
 def main() -> int:
     args = parse_args()
-    os.environ.setdefault("CONTAINERS_CONF", str(ROOT / "lab" / "containers.conf"))
     info = machine()
     started = time.monotonic()
-    workdir = Path(tempfile.mkdtemp(prefix="strata-pg-bench."))
     rows: list[dict[str, Any]] = []
     results: dict[str, Any] = {}
-    try:
-        bring_up()
-        # Throwaway passwords of this run only.
-        passwords = {f"postgresql_{u}_password": secrets.token_hex(16) for u in ("app", "replication", "monitor")}
-        write_inventory(workdir, passwords)
-        log("converging strata.deploy.postgresql on 2 hosts and the client (installs packages the first time)")
-        took, out = playbook(workdir, SCENARIO / "converge.yml", timeout=1800)
-        results["converge_seconds"] = round(took, 1)
-        recap = [" ".join(line.split()) for line in out.splitlines() if " : ok=" in line]
-        log(f"converged in {took:.0f} s: " + " | ".join(recap))
+    with converged(
+        HOSTS, "strata-pg-bench.", write_inventory, SCENARIO / "converge.yml", keep=args.keep, timeout=1800
+    ) as (
+        workdir,
+        passwords,
+        took,
+    ):
+        results["converge_seconds"] = took
         podman("cp", str(SCENARIO / "files" / "writer.py"), f"{CLIENT}:{WRITER}")
         addr = [address(n) for n in PG]
         conninfo = (
@@ -216,10 +202,6 @@ def main() -> int:
             args.json.write_text(json.dumps(results, indent=2))
             log(f"raw figures in {args.json}")
         return 0 if rows and all("error" not in r for r in rows) else 1
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
-        if not args.keep:
-            tear_down()
 
 
 if __name__ == "__main__":
