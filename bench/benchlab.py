@@ -5,6 +5,7 @@ containers (systemd as PID 1), removed by label only."""
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import math
@@ -167,3 +168,22 @@ def converged(
         shutil.rmtree(workdir, ignore_errors=True)
         if not keep:
             hosts.down()
+
+
+# The first four columns of every container benchmark's markdown table (the machine, as machine() states it).
+MACHINE_COLUMNS = "| Machine | Cores | Memory | Load (before / after) "
+
+
+def machine_cells(m: dict[str, Any]) -> str:
+    return f"| {m['os']} | {m['cores']} | {m['memory_gib']} GiB | {m['load_before']} / {m.get('load_after')} "
+
+
+def add_container_args(parser: argparse.ArgumentParser) -> None:
+    """--keep and --json, the options every benchmark with containers of its own takes."""
+    parser.add_argument("--keep", action="store_true", help="leave the containers and network in place")
+    parser.add_argument("--json", type=Path, help="write every measurement here")
+
+
+def require_podman(parser: argparse.ArgumentParser) -> None:
+    if shutil.which("podman") is None:
+        parser.error("podman is needed (run `make lab` once on this machine)")

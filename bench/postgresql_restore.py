@@ -32,14 +32,25 @@ import argparse
 import json
 import os
 import re
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, converged, log, machine, percentile, playbook, podman  # bench/benchlab.py
+from benchlab import (  # bench/benchlab.py
+    MACHINE_COLUMNS,
+    Containers,
+    add_container_args,
+    converged,
+    log,
+    machine,
+    machine_cells,
+    percentile,
+    playbook,
+    podman,
+    require_podman,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "extensions" / "molecule" / "pgbackrest"
@@ -187,12 +198,11 @@ def table(r: dict[str, Any]) -> str:
     b = r["backup"]
     return "\n".join(
         [
-            "| Machine | Cores | Memory | Load (before / after) | Database | Full backup (from standby) "
+            MACHINE_COLUMNS + "| Database | Full backup (from standby) "
             "| WAL archive lag p50 / p95 / max | Restores correct | Restore in all p50 / max "
             "| files / replay / re-clone p50 |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-            f"| {m['os']} | {m['cores']} | {m['memory_gib']} GiB | {m['load_before']} / {m.get('load_after')} "
-            f"| {b['database_mb']} MiB | {b['full_backup_s']} s ({b['from_standby']}) "
+            machine_cells(m) + f"| {b['database_mb']} MiB | {b['full_backup_s']} s ({b['from_standby']}) "
             f"| {lag['p50']} / {lag['p95']} / {lag['max']} ms ({lag['runs']} segments) "
             f"| {rs['correct']} of {rs['runs']} | {rs['in_all_s']['p50']} / {rs['in_all_s']['max']} s "
             f"| {rs['files_s']['p50']} / {rs['replay_s']['p50']} / {rs['reclone_s']['p50']} s |",
@@ -209,8 +219,7 @@ def parse_args() -> argparse.Namespace:
         "--fill-mb", type=int, help="MiB of rows written before the timed full backup (0-4096, default 100)"
     )
     parser.add_argument("--playbook-timeout", type=float, default=1200, help="seconds per restore playbook")
-    parser.add_argument("--keep", action="store_true", help="leave the containers and network in place")
-    parser.add_argument("--json", type=Path, help="write every measurement here")
+    add_container_args(parser)
     args = parser.parse_args()
     defaults = (3, 1, 0) if args.quick else (10, 3, 100)
     args.segments = defaults[0] if args.segments is None else args.segments
@@ -218,8 +227,7 @@ def parse_args() -> argparse.Namespace:
     args.fill_mb = defaults[2] if args.fill_mb is None else args.fill_mb
     if not (1 <= args.segments <= 100 and 1 <= args.restores <= 10 and 0 <= args.fill_mb <= 4096):
         parser.error("--segments must be 1-100, --restores 1-10 and --fill-mb 0-4096")
-    if shutil.which("podman") is None:
-        parser.error("podman is needed (run `make lab` once on this machine)")
+    require_podman(parser)
     return args
 
 

@@ -30,7 +30,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import time
@@ -38,7 +37,20 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, address, converged, log, machine, percentile, playbook, podman  # bench/benchlab.py
+from benchlab import (  # bench/benchlab.py
+    MACHINE_COLUMNS,
+    Containers,
+    add_container_args,
+    address,
+    converged,
+    log,
+    machine,
+    machine_cells,
+    percentile,
+    playbook,
+    podman,
+    require_podman,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 SCENARIO = ROOT / "extensions" / "molecule" / "postgresql"
@@ -136,11 +148,10 @@ def table(s: dict[str, Any]) -> str:
     u, g, p = s["unavailable_s"], s["longest_between_acks_s"], s["playbook_s"]
     return "\n".join(
         [
-            "| Machine | Cores | Memory | Load (before / after) | Switchovers | Write unavailability p50 / p95 / max "
+            MACHINE_COLUMNS + "| Switchovers | Write unavailability p50 / p95 / max "
             "| Longest gap between acks p50 / p95 / max | Acknowledged commits lost | Playbook p50 / max |",
             "| --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-            f"| {m['os']} | {m['cores']} | {m['memory_gib']} GiB | {m['load_before']} / {m.get('load_after')} "
-            f"| {s['runs'] - s['failed']} of {s['runs']} | {u['p50']} / {u['p95']} / {u['max']} s "
+            machine_cells(m) + f"| {s['runs'] - s['failed']} of {s['runs']} | {u['p50']} / {u['p95']} / {u['max']} s "
             f"| {g['p50']} / {g['p95']} / {g['max']} s | {s['lost']} of {s['acknowledged']} "
             f"| {p['p50']} / {p['max']} s |",
         ]
@@ -153,13 +164,11 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=50, help="writer inserts per second (1-500, default 50)")
     parser.add_argument("--playbook-timeout", type=float, default=600, help="seconds per switchover playbook")
     parser.add_argument("--writer-limit", type=float, default=900, help="seconds a writer may run at most")
-    parser.add_argument("--keep", action="store_true", help="leave the containers and network in place")
-    parser.add_argument("--json", type=Path, help="write every measurement here")
+    add_container_args(parser)
     args = parser.parse_args()
     if not 1 <= args.switchovers <= 50 or not 1 <= args.rate <= 500:
         parser.error("--switchovers must be 1-50 and --rate 1-500")
-    if shutil.which("podman") is None:
-        parser.error("podman is needed (run `make lab` once on this machine)")
+    require_podman(parser)
     return args
 
 

@@ -42,7 +42,16 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from benchlab import Containers, address, ansible_env, log, percentile, podman  # bench/benchlab.py
+from benchlab import (  # bench/benchlab.py
+    Containers,
+    add_container_args,
+    address,
+    ansible_env,
+    log,
+    percentile,
+    podman,
+    require_podman,
+)
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / ".cache" / "collections"))
@@ -361,13 +370,11 @@ def parse_args() -> argparse.Namespace:
         help="comma-separated names of 3 existing containers of the lab image "
         "(the role is converged on them again, with new passwords)",
     )
-    parser.add_argument("--keep", action="store_true", help="leave the containers and network in place")
-    parser.add_argument("--json", type=Path, help="write every measurement here")
+    add_container_args(parser)
     args = parser.parse_args()
     if not 1 <= args.kills <= 50 or not 0 <= args.default_kills <= 20:
         parser.error("--kills must be 1-50 and --default-kills 0-20")
-    if shutil.which("podman") is None:
-        parser.error("podman is needed (run `make lab` once on this machine)")
+    require_podman(parser)
     if args.reuse and len(args.reuse.split(",")) != 3:
         parser.error("--reuse takes exactly 3 container names")
     return args
