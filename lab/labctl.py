@@ -122,6 +122,40 @@ def load_inventory(path: str) -> dict:
     return lab
 
 
+def check_addresses(lab: dict) -> None:
+    """Refuse, before anything is created, a host's lab_ip that podman would reject or that would clash.
+
+    Every lab_ip must be an address of lab_subnet other than its network address, its broadcast address and
+    its first address (the gateway podman gives the network), and no two hosts may share one.
+    """
+    subnet = ipaddress.ip_network(lab["subnet"])
+    # arithmetic, not subnet.hosts(): an IPv6 /64 has 2**64 of them
+    gateway = subnet.network_address + 1 if subnet.num_addresses > 2 else None
+    usable = (f"{subnet.network_address + 2}-{subnet.broadcast_address - 1}" if subnet.num_addresses > 4
+              else "none: lab_subnet is too small")
+    problems = []
+    owner: dict[ipaddress.IPv4Address | ipaddress.IPv6Address, str] = {}
+    for host in lab["hosts"]:
+        raw = lab["hostvars"][host].get("lab_ip")
+        if raw in (None, ""):
+            continue
+        try:
+            addr = ipaddress.ip_address(str(raw))
+        except ValueError:
+            problems.append(f"{host}: lab_ip {raw!r} is not an IP address (expected one inside {subnet})")
+            continue
+        if addr not in subnet or addr in (subnet.network_address, subnet.broadcast_address):
+            problems.append(f"{host}: lab_ip {addr} is outside lab_subnet {subnet} (expected one of {usable})")
+        elif addr == gateway:
+            problems.append(f"{host}: lab_ip {addr} is the gateway of lab_subnet {subnet} (choose another address)")
+        elif addr in owner:
+            problems.append(f"{host}: lab_ip {addr} is already the lab_ip of {owner[addr]} (each host needs its own)")
+        else:
+            owner[addr] = host
+    if problems:
+        raise LabError("refusing to create the lab, fix lab_ip in the inventory: " + "; ".join(problems))
+
+
 def container_spec(lab: dict, host: str, ref: str) -> list[str]:
     hv = lab["hostvars"][host]
     args = [
@@ -178,6 +212,7 @@ def ensure_network(lab: dict) -> None:
 def up(args: argparse.Namespace) -> None:
     preflight(args)
     lab = load_inventory(args.inventory)
+    check_addresses(lab)
     ref = image_ref()
     if podman("image", "exists", ref, check=False).returncode != 0:
         image(args)

@@ -70,3 +70,33 @@ def test_cli_prints_one_line_not_a_traceback(tmp_path: Path) -> None:
     assert proc.returncode == 1
     assert proc.stderr.startswith("lab: lab_subnet") and "Traceback" not in proc.stderr
     assert json.dumps(proc.stderr).count("\\n") == 1
+
+
+def test_reference_inventory_gives_every_host_its_own_fixed_address() -> None:
+    lab = labctl.load_inventory(str(ROOT / "inventories" / "lab"))
+    addresses = [lab["hostvars"][host].get("lab_ip") for host in lab["hosts"]]
+    assert None not in addresses and len(set(addresses)) == len(lab["hosts"])
+    labctl.check_addresses(lab)
+    spec = labctl.container_spec(lab, "redis2", "img:1")
+    assert spec[spec.index("--ip") + 1] == "10.89.60.42"
+
+
+@pytest.mark.parametrize(("hosts", "message"), [
+    ("{web1: {lab_ip: 10.89.61.5}}", "web1: lab_ip 10.89.61.5 is outside lab_subnet 10.89.60.0/24"),
+    ("{web1: {lab_ip: 10.89.60.255}}", "web1: lab_ip 10.89.60.255 is outside lab_subnet"),
+    ("{web1: {lab_ip: 10.89.60.1}}", "web1: lab_ip 10.89.60.1 is the gateway"),
+    ("{web1: {lab_ip: 10.89.60.300}}", "web1: lab_ip '10.89.60.300' is not an IP address"),
+    ("{web1: {lab_ip: 10.89.60.11}, web2: {lab_ip: 10.89.60.11}}",
+     "web2: lab_ip 10.89.60.11 is already the lab_ip of web1"),
+])
+def test_up_refuses_a_bad_lab_ip_before_creating_anything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                          hosts: str, message: str) -> None:
+    inv = tmp_path / "hosts.yml"
+    inv.write_text(f"all:\n  vars: {{lab_subnet: 10.89.60.0/24}}\n  hosts: {hosts}\n")
+    calls: list[tuple[str, ...]] = []
+    monkeypatch.setattr(labctl, "preflight", lambda args: None)
+    monkeypatch.setattr(labctl, "podman", lambda *args, **kwargs: calls.append(args))
+    with pytest.raises(labctl.LabError, match="refusing to create the lab") as refused:
+        labctl.up(labctl.argparse.Namespace(inventory=str(inv)))
+    assert message in str(refused.value)
+    assert calls == []  # no podman command at all: no network, volume or container was made
